@@ -1,0 +1,26 @@
+"""Where nodes run: local processes, Docker containers, remote hosts over SSH."""
+
+from __future__ import annotations
+
+from harness.backends.base import Backend, BackendError
+
+BACKENDS = ("local", "docker", "ssh")
+
+
+def make_backend(name: str, **kwargs) -> Backend:
+    if name == "local":
+        from harness.backends.local import LocalBackend
+
+        return LocalBackend(**kwargs)
+    if name == "docker":
+        from harness.backends.docker import DockerBackend
+
+        return DockerBackend(**kwargs)
+    if name == "ssh":
+        from harness.backends.ssh import SshBackend
+
+        return SshBackend(**kwargs)
+    raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+__all__ = ["BACKENDS", "Backend", "BackendError", "make_backend"]

@@ -1,0 +1,85 @@
+"""The interface every backend offers the harness and the nemeses.
+
+All methods are blocking; the controller calls them from a worker thread. Network faults are
+expressed as the whole wanted state (the set of cut directed edges, the delays), never as
+increments, so a backend can re-apply it after a restart and a heal is simply the empty state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+Edge = tuple[str, str]
+
+# Fault capabilities a backend may offer; the nemesis asks for them before a run starts.
+FAULTS = ("partition", "pause", "kill", "delay")
+
+
+class BackendError(Exception):
+    """The backend could not do what was asked: a harness problem, never a verdict."""
+
+
+class Backend:
+    name = "abstract"
+
+    def __init__(self, node_ids: list[str], run_dir: Path, node_args: list[str],
+                 run_id: str, per_node_args: dict[str, list[str]] | None = None) -> None:
+        self.node_ids = list(node_ids)
+        self.run_dir = Path(run_dir)
+        self.node_args = list(node_args)
+        self.per_node_args = dict(per_node_args or {})
+        self.run_id = run_id
+
+    def args_for(self, node: str) -> list[str]:
+        """Extra node arguments (timing, bugs) for one node."""
+        return list(self.per_node_args.get(node, self.node_args))
+
+    def capabilities(self) -> set[str]:
+        """The faults this backend can do on this machine."""
+        raise NotImplementedError
+
+    def probe(self, faults: set[str]) -> None:
+        missing = set(faults) - self.capabilities()
+        if missing:
+            raise BackendError(
+                f"backend {self.name} cannot do {', '.join(sorted(missing))} on this machine"
+            )
+
+    def setup(self) -> None:
+        """Create everything and start every node."""
+        raise NotImplementedError
+
+    def client_address(self, node: str) -> tuple[str, int]:
+        raise NotImplementedError
+
+    def kill(self, node: str) -> None:
+        raise NotImplementedError
+
+    def restart(self, node: str) -> None:
+        """Start a killed node again on the same data directory."""
+        raise NotImplementedError
+
+    def pause(self, node: str) -> None:
+        raise NotImplementedError
+
+    def resume(self, node: str) -> None:
+        raise NotImplementedError
+
+    def is_running(self, node: str) -> bool:
+        raise NotImplementedError
+
+    def set_network(self, cut: set[Edge], delays: dict[Edge, float]) -> None:
+        """Cut exactly `cut` (directed: src's messages do not reach dst) and delay `delays`
+        (seconds); every other link flows normally."""
+        raise NotImplementedError
+
+    def log_tail(self, node: str, lines: int = 20) -> str:
+        raise NotImplementedError
+
+    def collect(self) -> None:
+        """Copy every node's log into run_dir/nodes/<id>/."""
+        raise NotImplementedError
+
+    def teardown(self) -> None:
+        """Stop and remove everything this backend made; safe to call twice."""
+        raise NotImplementedError

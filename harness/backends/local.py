@@ -1,0 +1,222 @@
+"""Local backend: one node process per node on its own loopback address, peer links via proxies.
+
+Needs no root: pause is SIGSTOP/SIGCONT, kill is SIGKILL, partitions and delays happen in the
+harness-owned proxies (harness.proxy). Every process carries PAXOS_HARNESS_RUN in its environment
+so `harness clean` can find what a crashed controller left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.backends.base import Backend, BackendError, Edge
+from harness.proxy import ProxyMesh
+
+RUN_ENV = "PAXOS_HARNESS_RUN"
+CONTROLLER_ENV = "PAXOS_HARNESS_CONTROLLER"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def node_host(index: int) -> str:
+    return f"127.0.10.{index + 1}"
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise BackendError(
+                f"port {port} on {host} is already in use ({exc.strerror})"
+            ) from None
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, node_ids: list[str], run_dir: Path, node_args: list[str], run_id: str,
+                 per_node_args: dict[str, list[str]] | None = None, base_port: int = 0) -> None:
+        super().__init__(node_ids, run_dir, node_args, run_id, per_node_args)
+        self.base_port = base_port
+        self.addresses: dict[str, tuple[str, int]] = {}
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.paused: set[str] = set()
+        self.mesh: ProxyMesh | None = None
+        self.peer_addresses: dict[Edge, tuple[str, int]] = {}
+
+    def capabilities(self) -> set[str]:
+        return {"partition", "pause", "kill", "delay"}
+
+    def setup(self) -> None:
+        for i, node in enumerate(self.node_ids):
+            host = node_host(i)
+            if self.base_port:
+                port = self.base_port + i
+                check_port_free(host, port)
+            else:
+                port = free_port(host)
+            self.addresses[node] = (host, port)
+        self.mesh = ProxyMesh()
+        for src in self.node_ids:
+            for dst in self.node_ids:
+                if src != dst:
+                    self.peer_addresses[(src, dst)] = self.mesh.add_edge(
+                        (src, dst), self.addresses[dst]
+                    )
+        for node in self.node_ids:
+            self.node_dir(node).mkdir(parents=True, exist_ok=True)
+            self._spawn(node)
+
+    def node_dir(self, node: str) -> Path:
+        return self.run_dir / "nodes" / node
+
+    def command(self, node: str) -> list[str]:
+        host, port = self.addresses[node]
+        cmd = [sys.executable, "-m", "node", "--id", node, "--listen", f"{host}:{port}",
+               "--data-dir", str(self.node_dir(node) / "data")]
+        for peer in self.node_ids:
+            if peer != node:
+                phost, pport = self.peer_addresses[(node, peer)]
+                cmd += ["--peer", f"{peer}={phost}:{pport}"]
+        return cmd + self.args_for(node)
+
+    def _spawn(self, node: str) -> None:
+        env = dict(os.environ)
+        env[RUN_ENV] = self.run_id
+        env[CONTROLLER_ENV] = str(os.getpid())
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        log = open(self.node_dir(node) / "node.log", "ab")
+        try:
+            self.procs[node] = subprocess.Popen(
+                self.command(node), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                env=env, start_new_session=True,
+            )
+        finally:
+            log.close()
+
+    def client_address(self, node: str) -> tuple[str, int]:
+        return self.addresses[node]
+
+    def is_running(self, node: str) -> bool:
+        proc = self.procs.get(node)
+        return proc is not None and proc.poll() is None
+
+    def exit_status(self, node: str) -> int | None:
+        proc = self.procs.get(node)
+        return None if proc is None else proc.poll()
+
+    def kill(self, node: str) -> None:
+        proc = self.procs.get(node)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        self.paused.discard(node)
+
+    def restart(self, node: str) -> None:
+        if self.is_running(node):
+            return
+        self._spawn(node)
+
+    def pause(self, node: str) -> None:
+        if self.is_running(node):
+            os.kill(self.procs[node].pid, signal.SIGSTOP)
+            self.paused.add(node)
+
+    def resume(self, node: str) -> None:
+        if self.is_running(node):
+            os.kill(self.procs[node].pid, signal.SIGCONT)
+        self.paused.discard(node)
+
+    def set_network(self, cut: set[Edge], delays: dict[Edge, float]) -> None:
+        assert self.mesh is not None
+        self.mesh.set_cut(cut)
+        self.mesh.set_delay(delays)
+
+    def log_tail(self, node: str, lines: int = 20) -> str:
+        path = self.node_dir(node) / "node.log"
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def collect(self) -> None:
+        # The nodes write their logs straight into the run directory.
+        return None
+
+    def teardown(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    os.kill(proc.pid, signal.SIGCONT)
+                    proc.terminate()
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 3
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.05, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        self.paused.clear()
+        if self.mesh is not None:
+            self.mesh.close()
+            self.mesh = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def leftover_pids(run_id: str | None = None) -> list[int]:
+    """Node processes whose controller is gone (or of one given run), found through /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            raw = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        environ = dict(item.decode(errors="replace").split("=", 1) for item in raw if b"=" in item)
+        if RUN_ENV not in environ:
+            continue
+        if run_id is not None:
+            if environ[RUN_ENV] == run_id:
+                found.append(int(entry.name))
+            continue
+        controller = environ.get(CONTROLLER_ENV, "")
+        if not (controller.isdigit() and _alive(int(controller))):
+            found.append(int(entry.name))
+    return found
+
+
+def clean_local(run_id: str | None = None) -> list[int]:
+    """Kill leftover node processes; returns their pids."""
+    pids = leftover_pids(run_id)
+    for pid in pids:
+        for sig in (signal.SIGCONT, signal.SIGKILL):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                break
+    return pids

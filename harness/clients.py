@@ -1,0 +1,116 @@
+"""Client workers: invoke operations, retry inside one operation, record what really happened.
+
+Jepsen's process rule: after an `info` the worker continues under a new process id, so the
+indeterminate operation stays concurrent with everything after it. A retry inside one operation
+keeps the client id and sequence number; the node's session table applies it at most once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+from harness.history import HistoryRecorder
+from harness.nodeclient import NodeConnection, NotSent
+from workloads.base import UNAVAILABLE, Workload
+
+RETRY_PAUSE_S = 0.02
+
+
+class Worker:
+    def __init__(self, index: int, concurrency: int, workload: Workload,
+                 history: HistoryRecorder, addresses: dict[str, tuple[str, int]],
+                 op_timeout: float, rng: random.Random) -> None:
+        self.index = index
+        self.concurrency = concurrency
+        self.process = index
+        self.workload = workload
+        self.history = history
+        self.addresses = addresses
+        self.nodes = sorted(addresses)
+        self.node = self.nodes[index % len(self.nodes)]
+        self.op_timeout = op_timeout
+        self.rng = rng
+        self.seq = 0
+        self.connections: dict[str, NodeConnection] = {}
+
+    def connection(self, node: str) -> NodeConnection:
+        if node not in self.connections:
+            self.connections[node] = NodeConnection(*self.addresses[node])
+        return self.connections[node]
+
+    def close(self) -> None:
+        for conn in self.connections.values():
+            conn.close()
+
+    def _other_node(self) -> str:
+        return self.rng.choice([n for n in self.nodes if n != self.node] or self.nodes)
+
+    async def invoke(self, op: dict[str, Any]) -> dict:
+        """Record the invocation now, run the operation, record its completion."""
+        process, f, key = self.process, op["f"], op.get("key")
+        self.history.append(process, "invoke", f, op["value"], key=key, node=self.node)
+        type_, value, error = await self._attempts(op)
+        completion = self.history.append(process, type_, f, value, key=key, node=self.node,
+                                         error=error)
+        if type_ == "info":
+            self.process += self.concurrency
+        return completion
+
+    async def _attempts(self, op: dict[str, Any]) -> tuple[str, Any, str | None]:
+        self.seq += 1
+        request = {**self.workload.request(op), "client": f"c{self.process}", "seq": self.seq}
+        deadline = time.monotonic() + self.op_timeout
+        maybe_sent = False
+        last_error = "timeout"
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                reply = await self.connection(self.node).request(request, remaining)
+            except NotSent:
+                last_error = "connection-refused"
+            except TimeoutError:
+                maybe_sent, last_error = True, "timeout"
+                break
+            except (OSError, ValueError):
+                maybe_sent, last_error = True, "connection-lost"
+            else:
+                if reply.get("ok") or reply.get("code") != UNAVAILABLE:
+                    type_, value, error = self.workload.completion(op, reply)
+                    if type_ == "fail" and maybe_sent and op["f"] != "read":
+                        # An earlier attempt may still be chosen: not definite any more.
+                        type_ = "info"
+                    return type_, value, error
+                last_error = reply.get("error") or "unavailable"
+                leader = reply.get("leader")
+                if leader in self.addresses and leader != self.node:
+                    self.node = leader
+                    continue
+            self.node = self._other_node()
+            await asyncio.sleep(min(RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))
+        if maybe_sent:
+            return self.workload.lost(op, last_error)
+        return "fail", op["value"] if op["f"] != "read" else None, last_error
+
+
+async def run_worker(worker: Worker, stop: asyncio.Event, interval: float) -> None:
+    """Invoke operations until `stop` is set, at most one every `interval` seconds (0: no limit)."""
+    next_at = time.monotonic()
+    try:
+        while not stop.is_set():
+            if interval > 0:
+                # Jitter keeps workers from marching in lockstep.
+                next_at += interval * worker.rng.uniform(0.5, 1.5)
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    try:
+                        await asyncio.wait_for(stop.wait(), delay)
+                        break
+                    except TimeoutError:
+                        pass
+                else:
+                    next_at = time.monotonic()
+            await worker.invoke(worker.workload.next_op())
+    finally:
+        worker.close()

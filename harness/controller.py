@@ -1,0 +1,321 @@
+"""The run lifecycle: cluster up, warm-up, faults, final heal and recovery, final reads, collect,
+tear down, check. Every phase is recorded; whatever happens, the nodes are torn down and the
+history written so far stays on disk and is checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import store
+from harness.backends import Backend, BackendError, make_backend
+from harness.clients import Worker, run_worker
+from harness.config import RunConfig
+from harness.history import HistoryRecorder
+from harness.nodeclient import one_request
+from nemesis.catalogue import CAPABILITY
+from nemesis.executor import Nemesis
+from nemesis.schedule import plan
+from workloads import make_workload
+
+LEADER_WAIT_S = 30.0
+LOG_PAGE = 2000
+
+
+class HarnessError(Exception):
+    """The harness itself failed (backend, cluster start-up): exit status 3, never a verdict."""
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    results: dict[str, Any]
+    harness_error: str | None = None
+    interrupted: bool = False
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        if self.harness_error:
+            return 3
+        return {True: 0, False: 1}.get(self.results.get("valid"), 2)
+
+
+def node_args(config: RunConfig, node: str) -> list[str]:
+    args = ["--election-timeout-ms", str(config.election_timeout_ms),
+            "--heartbeat-ms", str(config.heartbeat_ms)]
+    if config.bugs and (not config.bug_nodes or node in config.bug_nodes):
+        for bug in config.bugs:
+            args += ["--bug", bug]
+    return args + list(config.node_args)
+
+
+class Controller:
+    def __init__(self, config: RunConfig, run_dir: Path, progress: bool = True) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.progress = progress
+        self.nodes = config.node_ids()
+        rng = random.Random(config.seed)
+        # Separate streams, so adding a fault kind does not change the operation sequence.
+        self.op_rng = random.Random(rng.getrandbits(64))
+        self.nemesis_rng = random.Random(rng.getrandbits(64))
+        self.worker_seed = rng.getrandbits(64)
+        self.workload = make_workload(config.workload, self.op_rng, config.concurrency)
+        durations = config.phase_durations()
+        self.durations = durations
+        self.plan = plan(config.nemesis_kinds(), durations["faults"], config.nemesis_interval,
+                         self.nemesis_rng)
+        self.history = HistoryRecorder(run_dir / "history.jsonl")
+        self.phases: list[dict[str, Any]] = []
+        self.samples: list[dict[str, Any]] = []
+        self.phase = "setup"
+        self.backend: Backend | None = None
+        self.nemesis: Nemesis | None = None
+        self.addresses: dict[str, tuple[str, int]] = {}
+
+    # -- cluster state -------------------------------------------------------------------
+
+    async def statuses(self, timeout: float = 0.5) -> dict[str, dict | None]:
+        replies = await asyncio.gather(*(one_request(self.addresses[n], {"op": "status"}, timeout)
+                                         for n in self.nodes))
+        return dict(zip(self.nodes, replies, strict=True))
+
+    async def leader(self) -> str | None:
+        """The node that leads with the highest ballot, asked from `status`."""
+        best: tuple[Any, str] | None = None
+        for node, status in (await self.statuses()).items():
+            if status and status.get("role") == "leader":
+                ballot = tuple(status.get("ballot") or (0, ""))
+                if best is None or ballot > best[0]:
+                    best = (ballot, node)
+        return best[1] if best else None
+
+    async def wait_for_leader(self, timeout: float) -> str:
+        assert self.backend is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for node in self.nodes:
+                if not self.backend.is_running(node):
+                    tail = self.backend.log_tail(node, 5).strip().replace("\n", " | ")
+                    raise HarnessError(f"node {node} exited during start-up: {tail or 'no log'}")
+            for node, status in (await self.statuses()).items():
+                if status and status.get("role") == "leader" and status.get("serving", True):
+                    return node
+            await asyncio.sleep(0.1)
+        tails = "; ".join(f"{n}: {self.backend.log_tail(n, 1).strip()}" for n in self.nodes)
+        raise HarnessError(f"no leader served within {timeout:.0f} s ({tails})")
+
+    async def sample(self, label: str) -> None:
+        self.samples.append({"time": self.history.now(), "label": label,
+                             "nodes": await self.statuses(1.0)})
+
+    def begin_phase(self, name: str) -> None:
+        now = self.history.now()
+        if self.phases:
+            self.phases[-1]["end"] = now
+        self.phases.append({"name": name, "start": now, "end": None})
+        self.phase = name
+
+    def end_phases(self) -> None:
+        if self.phases and self.phases[-1]["end"] is None:
+            self.phases[-1]["end"] = self.history.now()
+
+    # -- phases --------------------------------------------------------------------------
+
+    def record_nemesis(self, type_: str, f: str, value: Any, nodes: list[str]) -> None:
+        self.history.append("nemesis", type_, f, value, node=nodes)
+
+    async def run_nemesis(self) -> None:
+        assert self.nemesis is not None
+        start = time.monotonic()
+        for fault in self.plan:
+            await asyncio.sleep(max(0.0, start + fault.start - time.monotonic()))
+            kind, targets = await self.nemesis.start(fault)
+            await asyncio.sleep(max(0.0, start + fault.end - time.monotonic()))
+            await self.nemesis.stop(kind, targets)
+        await asyncio.sleep(max(0.0, start + self.durations["faults"] - time.monotonic()))
+
+    async def run_final_ops(self, workers: list[Worker]) -> None:
+        ops = self.workload.final_ops()
+        queue: asyncio.Queue = asyncio.Queue()
+        for op in ops:
+            queue.put_nowait(op)
+
+        async def drain(worker: Worker) -> None:
+            while not queue.empty():
+                await worker.invoke(queue.get_nowait())
+
+        await asyncio.gather(*(drain(w) for w in workers))
+
+    async def progress_line(self) -> None:
+        start = time.monotonic()
+        last_ops, last_t = 0, start
+        tty = sys.stderr.isatty()
+        while True:
+            await asyncio.sleep(1.0 if tty else 5.0)
+            now = time.monotonic()
+            c = self.history.counts
+            done = c["ok"] + c["fail"] + c["info"]
+            rate = (done - last_ops) / max(1e-9, now - last_t)
+            last_ops, last_t = done, now
+            faults = ", ".join(self.nemesis.active()) if self.nemesis else ""
+            line = (f"[{self.phase:>11}] {now - start:5.1f}s {rate:6.0f} ops/s  ok {c['ok']} "
+                    f"fail {c['fail']} info {c['info']}  faults: {faults or '-'}")
+            print(("\r" + line + "\x1b[K") if tty else line, end="" if tty else "\n",
+                  file=sys.stderr, flush=True)
+
+    async def fetch_log(self, node: str) -> dict | None:
+        entries: list[dict] = []
+        first = None
+        start = 0
+        while True:
+            reply = await one_request(self.addresses[node],
+                                      {"op": "log", "from": start, "limit": LOG_PAGE}, 5.0)
+            if not reply or not reply.get("ok"):
+                return None
+            if first is None:
+                first = reply.get("first", 0)
+            page = reply.get("entries") or []
+            entries.extend(page)
+            if len(page) < LOG_PAGE:
+                return {"first": first, "entries": entries}
+            start = page[-1]["slot"] + 1
+
+    async def collect_nodes(self) -> None:
+        statuses = await self.statuses(2.0)
+        for node in self.nodes:
+            node_dir = self.run_dir / "nodes" / node
+            node_dir.mkdir(parents=True, exist_ok=True)
+            (node_dir / "status.json").write_text(json.dumps(statuses[node], indent=1))
+            log = await self.fetch_log(node)
+            (node_dir / "log.json").write_text(json.dumps(log))
+
+    async def lifecycle(self) -> None:
+        config = self.config
+        self.backend = make_backend(
+            config.backend, **self.backend_options())
+        self.backend.probe({CAPABILITY[k] for k in config.nemesis_kinds()})
+        progress = asyncio.ensure_future(self.progress_line()) if self.progress else None
+        try:
+            await asyncio.to_thread(self.backend.setup)
+            self.addresses = {n: self.backend.client_address(n) for n in self.nodes}
+            await self.wait_for_leader(LEADER_WAIT_S)
+            self.nemesis = Nemesis(self.backend, self.nodes, self.record_nemesis, self.leader,
+                                   delay_ms=config.delay_ms)
+            await self.drive()
+        finally:
+            if progress is not None:
+                progress.cancel()
+                if sys.stderr.isatty():
+                    print(file=sys.stderr)
+
+    async def drive(self) -> None:
+        config = self.config
+        worker_rng = random.Random(self.worker_seed)
+        workers = [Worker(i, config.concurrency, self.workload, self.history, self.addresses,
+                          config.op_timeout, random.Random(worker_rng.getrandbits(64)))
+                   for i in range(config.concurrency)]
+        interval = config.concurrency / config.rate if config.rate > 0 else 0.0
+        stop = asyncio.Event()
+        self.begin_phase("warmup")
+        await self.sample("warmup-start")
+        tasks = [asyncio.ensure_future(run_worker(w, stop, interval)) for w in workers]
+        try:
+            await asyncio.sleep(self.durations["warmup"])
+            if self.plan or self.durations["faults"] > 0:
+                self.begin_phase("faults")
+                await self.sample("faults-start")
+                await self.run_nemesis()
+            assert self.nemesis is not None
+            await self.nemesis.heal()
+            self.begin_phase("recovery")
+            await self.sample("recovery-start")
+            await asyncio.sleep(self.durations["recovery"])
+            stop.set()
+            await asyncio.gather(*tasks)
+            self.begin_phase("final-reads")
+            await self.run_final_ops(workers)
+            self.end_phases()
+            await self.sample("end")
+        finally:
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for w in workers:
+                w.close()
+            self.end_phases()
+
+    def backend_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"node_ids": self.nodes, "run_dir": self.run_dir,
+                                   "node_args": node_args(self.config, self.nodes[0]),
+                                   "run_id": self.run_dir.name}
+        if self.config.bug_nodes:
+            options["node_args"] = node_args(self.config, "")
+            options["per_node_args"] = {n: node_args(self.config, n) for n in self.nodes}
+        if self.config.backend == "local":
+            options["base_port"] = self.config.base_port
+        if self.config.backend == "docker" and self.config.image:
+            options["image"] = self.config.image
+        if self.config.backend == "ssh":
+            options["hosts"] = self.config.hosts
+        return options
+
+    async def collect_and_teardown(self) -> None:
+        if self.backend is None:
+            return
+        try:
+            if self.addresses:
+                await self.collect_nodes()
+            await asyncio.to_thread(self.backend.collect)
+        finally:
+            await asyncio.to_thread(self.backend.teardown)
+
+
+def execute(config: RunConfig, progress: bool = True) -> RunOutcome:
+    """Run one test end to end and write its run directory."""
+    run_dir = store.new_run_dir(Path(config.store), config.test_name())
+    (run_dir / "config.json").write_text(json.dumps(config.to_json(), indent=1))
+    controller = Controller(config, run_dir, progress)
+    (run_dir / "plan.json").write_text(json.dumps([f.to_dict() for f in controller.plan],
+                                                  indent=1))
+    harness_error: str | None = None
+    interrupted = False
+
+    async def main() -> None:
+        nonlocal harness_error
+        try:
+            await controller.lifecycle()
+        except (HarnessError, BackendError) as exc:
+            harness_error = str(exc)
+        finally:
+            try:
+                await controller.collect_and_teardown()
+            except (BackendError, OSError) as exc:
+                harness_error = harness_error or f"teardown failed: {exc}"
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        interrupted = True
+        # asyncio.run cancelled main(); its finally blocks tore the cluster down. Make sure.
+        if controller.backend is not None:
+            controller.backend.teardown()
+    finally:
+        controller.history.close()
+        controller.end_phases()
+        (run_dir / "phases.json").write_text(json.dumps(controller.phases, indent=1))
+        (run_dir / "status-samples.json").write_text(json.dumps(controller.samples))
+    results = store.analyze_and_write(run_dir, harness_error=harness_error,
+                                      incomplete=interrupted)
+    return RunOutcome(run_dir, results, harness_error, interrupted)

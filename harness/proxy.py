@@ -1,0 +1,175 @@
+"""Harness-owned TCP proxies, one per directed peer link, so a fault can cut or slow one direction.
+
+Node i dials peer j at the proxy of edge (i, j); the proxy forwards to j's real address. A cut
+closes the edge's connections and then accepts new ones into a black hole (like an iptables DROP:
+the dialer believes it is connected, nothing arrives). Closing on cut and on heal keeps message
+framing intact: a peer never sees half a frame followed by a later frame.
+
+The proxies run on their own event loop in a thread, so a busy client loop cannot slow peer traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterable
+
+Edge = tuple[str, str]
+
+_CHUNK = 65536
+
+
+class _Link:
+    """One accepted connection on an edge and its upstream."""
+
+    def __init__(self, down_writer: asyncio.StreamWriter) -> None:
+        self.down_writer = down_writer
+        self.up_writer: asyncio.StreamWriter | None = None
+        self.tasks: list[asyncio.Task] = []
+
+    def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for writer in (self.down_writer, self.up_writer):
+            if writer is not None:
+                writer.close()
+
+
+class _EdgeProxy:
+    def __init__(self, edge: Edge, target: tuple[str, int]) -> None:
+        self.edge = edge
+        self.target = target
+        self.cut = False
+        self.delay_s = 0.0
+        self.links: set[_Link] = set()
+        self.server: asyncio.base_events.Server | None = None
+        self.address: tuple[str, int] | None = None
+        self.forwarded_bytes = 0
+
+    async def start(self, host: str) -> None:
+        self.server = await asyncio.start_server(self._accept, host, 0)
+        self.address = self.server.sockets[0].getsockname()[:2]
+
+    def drop_links(self) -> None:
+        for link in list(self.links):
+            link.close()
+        self.links.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        link = _Link(writer)
+        self.links.add(link)
+        try:
+            if self.cut:
+                await self._black_hole(reader)
+                return
+            try:
+                up_reader, link.up_writer = await asyncio.wait_for(
+                    asyncio.open_connection(*self.target), timeout=2.0
+                )
+            except (TimeoutError, OSError):
+                return
+            forward = asyncio.ensure_future(self._pump(reader, link.up_writer, forward=True))
+            backward = asyncio.ensure_future(self._pump(up_reader, writer, forward=False))
+            link.tasks = [forward, backward]
+            await asyncio.wait(link.tasks, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            link.close()
+            self.links.discard(link)
+
+    @staticmethod
+    async def _black_hole(reader: asyncio.StreamReader) -> None:
+        while await reader.read(_CHUNK):
+            pass
+
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, forward: bool
+    ) -> None:
+        try:
+            while True:
+                data = await reader.read(_CHUNK)
+                if not data:
+                    break
+                if forward and self.delay_s > 0:
+                    # Sleeping in the pump delays every later chunk too, keeping order.
+                    await asyncio.sleep(self.delay_s)
+                if self.cut:
+                    break
+                writer.write(data)
+                self.forwarded_bytes += len(data)
+                await writer.drain()
+        except (OSError, asyncio.CancelledError):
+            pass
+
+
+class ProxyMesh:
+    """All directed edges of a cluster. Thread-safe control from the harness."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.edges: dict[Edge, _EdgeProxy] = {}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="proxies", daemon=True)
+        self._thread.start()
+
+    def _call(self, coro_or_fn, *args):
+        async def wrapper():
+            result = coro_or_fn(*args)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(timeout=10)
+
+    def add_edge(self, edge: Edge, target: tuple[str, int]) -> tuple[str, int]:
+        """Start the proxy for `edge` forwarding to `target`; returns the address to dial."""
+        proxy = _EdgeProxy(edge, target)
+        self._call(proxy.start, self.host)
+        self.edges[edge] = proxy
+        assert proxy.address is not None
+        return proxy.address
+
+    def set_cut(self, cut: Iterable[Edge]) -> None:
+        """Make exactly the given edges cut; every other edge flows."""
+        wanted = set(cut)
+        unknown = wanted - set(self.edges)
+        if unknown:
+            raise ValueError(f"unknown edges: {sorted(unknown)}")
+
+        def apply() -> None:
+            for edge, proxy in self.edges.items():
+                now_cut = edge in wanted
+                if now_cut != proxy.cut:
+                    proxy.cut = now_cut
+                    proxy.drop_links()
+
+        self._call(apply)
+
+    def set_delay(self, delays: dict[Edge, float]) -> None:
+        """Delay (seconds) on the given edges; every other edge undelayed."""
+
+        def apply() -> None:
+            for edge, proxy in self.edges.items():
+                proxy.delay_s = float(delays.get(edge, 0.0))
+
+        self._call(apply)
+
+    def cut_edges(self) -> set[Edge]:
+        return {edge for edge, proxy in self.edges.items() if proxy.cut}
+
+    def close(self) -> None:
+        def stop() -> None:
+            for proxy in self.edges.values():
+                proxy.drop_links()
+                if proxy.server is not None:
+                    proxy.server.close()
+
+        if self._loop.is_running():
+            try:
+                self._call(stop)
+            except Exception:  # noqa: BLE001 - closing must go on whatever a proxy did
+                pass
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+        self._loop.close()

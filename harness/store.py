@@ -1,0 +1,59 @@
+"""The store: store/<test-name>/<timestamp>/ per run, store/latest pointing at the newest."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.analysis import analyze, merge_valid
+
+
+def new_run_dir(store: Path, test_name: str) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    base = Path(store) / test_name
+    run_dir = base / stamp
+    suffix = 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = base / f"{stamp}-{suffix}"
+    run_dir.mkdir(parents=True)
+    latest = Path(store) / "latest"
+    tmp = Path(store) / f".latest-{os.getpid()}"
+    if tmp.is_symlink():
+        tmp.unlink()
+    tmp.symlink_to(run_dir.relative_to(store))
+    os.replace(tmp, latest)
+    return run_dir
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def analyze_and_write(run_dir: Path, harness_error: str | None = None,
+                      incomplete: bool = False) -> dict[str, Any]:
+    """Check a stored run, fold in harness trouble, write results.json and the report."""
+    results = analyze(run_dir)
+    if harness_error:
+        # The system's verdict stands only if it is a violation; otherwise we do not know.
+        results["harness_error"] = harness_error
+        results["valid"] = merge_valid([results["valid"], "unknown"])
+    if incomplete:
+        results["incomplete"] = True
+        results["valid"] = merge_valid([results["valid"], "unknown"])
+    write_json(run_dir / "results.json", results)
+    try:
+        from harness.report import write_report
+    except ModuleNotFoundError:
+        return results
+    try:
+        write_report(run_dir, results)
+    except Exception as exc:  # noqa: BLE001 - a broken report must not hide the verdict
+        results["report_error"] = f"{type(exc).__name__}: {exc}"
+        write_json(run_dir / "results.json", results)
+    return results

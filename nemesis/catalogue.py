@@ -1,0 +1,95 @@
+"""What a fault is: the kinds, their shapes, and how targets follow from the cluster.
+
+A partition is a set of cut directed edges (src's messages do not reach dst). Shapes that need
+the leader take it at run time; every random choice comes from the rng passed in, so a seed fixes
+the whole schedule.
+"""
+
+from __future__ import annotations
+
+import random
+
+Edge = tuple[str, str]
+
+# kind -> shapes it can take; `--nemesis` names kinds.
+KINDS: dict[str, tuple[str, ...]] = {
+    "partition": ("isolate-one", "isolate-leader", "halves", "majorities-ring", "bridge",
+                  "one-way"),
+    "pause": ("one", "leader", "minority"),
+    "kill": ("one", "leader", "minority", "all"),
+    "delay": ("all-links", "one-node"),
+}
+ALIASES = {"packet": "delay", "crash": "kill"}
+# Which backend capability each kind needs.
+CAPABILITY = {"partition": "partition", "pause": "pause", "kill": "kill", "delay": "delay"}
+
+
+class NemesisError(ValueError):
+    pass
+
+
+def parse_kinds(text: str) -> list[str]:
+    """`partition,pause,kill` -> kinds; `none` or empty -> no faults."""
+    kinds: list[str] = []
+    for raw in filter(None, (part.strip() for part in text.split(","))):
+        if raw == "none":
+            continue
+        kind = ALIASES.get(raw, raw)
+        if kind not in KINDS:
+            raise NemesisError(
+                f"unknown nemesis {raw!r}; choose from {', '.join([*KINDS, 'none'])}"
+            )
+        if kind not in kinds:
+            kinds.append(kind)
+    return kinds
+
+
+def minority_size(n: int) -> int:
+    return (n - 1) // 2
+
+
+def isolate(node: str, nodes: list[str]) -> set[Edge]:
+    return {(a, b) for a in nodes for b in nodes if a != b and node in (a, b)}
+
+
+def split(group_a: list[str], group_b: list[str]) -> set[Edge]:
+    return {(a, b) for a in group_a for b in group_b} | {(b, a) for a in group_a for b in group_b}
+
+
+def halves(nodes: list[str], rng: random.Random) -> set[Edge]:
+    shuffled = rng.sample(nodes, len(nodes))
+    k = len(nodes) // 2
+    return split(shuffled[:k], shuffled[k:])
+
+
+def bridge(nodes: list[str], rng: random.Random) -> set[Edge]:
+    """Two sides that cannot talk, and one node in the middle that talks to both."""
+    shuffled = rng.sample(nodes, len(nodes))
+    rest = shuffled[1:]
+    k = len(rest) // 2
+    return split(rest[:k], rest[k:])
+
+
+def majorities_ring(nodes: list[str], rng: random.Random) -> set[Edge]:
+    """Each node sees a majority (its ring neighbours), and no two see the same one.
+
+    With fewer than five nodes every pair is within reach of a majority ring, so this
+    falls back to a bridge, which is its nearest equivalent there.
+    """
+    n = len(nodes)
+    if n < 5:
+        return bridge(nodes, rng)
+    ring = rng.sample(nodes, n)
+    reach = (n // 2 + 1) // 2  # neighbours on each side; with itself, a majority
+    cut: set[Edge] = set()
+    for i, a in enumerate(ring):
+        for j, b in enumerate(ring):
+            distance = min((i - j) % n, (j - i) % n)
+            if a != b and distance > reach:
+                cut.add((a, b))
+    return cut
+
+
+def one_way(source: str, nodes: list[str]) -> set[Edge]:
+    """`source` hears everyone, nobody hears `source`."""
+    return {(source, b) for b in nodes if b != source}

@@ -1,0 +1,196 @@
+"""Carries out planned faults on a backend, through the backend's fault interface only.
+
+The executor keeps the wanted fault state (cut edges, delays, paused and killed nodes) so that a
+heal undoes exactly what was done, whatever happened in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from nemesis import catalogue
+from nemesis.schedule import PlannedFault
+
+Edge = tuple[str, str]
+
+
+class FaultBackend(Protocol):
+    def kill(self, node: str) -> None: ...
+    def restart(self, node: str) -> None: ...
+    def pause(self, node: str) -> None: ...
+    def resume(self, node: str) -> None: ...
+    def set_network(self, cut: set[Edge], delays: dict[Edge, float]) -> None: ...
+
+
+# record(f, value, nodes) is called twice per action: before (invoke) and after (info/fail).
+Recorder = Callable[[str, str, Any, list[str]], None]
+LeaderLookup = Callable[[], Awaitable[str | None]]
+
+
+class Nemesis:
+    def __init__(self, backend: FaultBackend, nodes: list[str], record: Recorder,
+                 leader: LeaderLookup, delay_ms: float = 50.0) -> None:
+        self.backend = backend
+        self.nodes = list(nodes)
+        self.record = record
+        self.leader = leader
+        self.delay_s = delay_ms / 1000.0
+        self.cut: set[Edge] = set()
+        self.delays: dict[Edge, float] = {}
+        self.paused: set[str] = set()
+        self.killed: set[str] = set()
+
+    def active(self) -> list[str]:
+        parts = []
+        if self.cut:
+            parts.append(f"partition({len(self.cut)} links)")
+        if self.delays:
+            parts.append("delay")
+        if self.paused:
+            parts.append("paused " + ",".join(sorted(self.paused)))
+        if self.killed:
+            parts.append("killed " + ",".join(sorted(self.killed)))
+        return parts
+
+    async def _call(self, fn: Callable, *args: Any) -> None:
+        await asyncio.to_thread(fn, *args)
+
+    async def _apply_network(self) -> None:
+        await self._call(self.backend.set_network, set(self.cut), dict(self.delays))
+
+    async def _targets(self, shape: str, rng: random.Random) -> list[str]:
+        live = [n for n in self.nodes if n not in self.killed]
+        if shape == "leader":
+            leader = await self.leader()
+            return [leader] if leader else [rng.choice(live)] if live else []
+        if shape == "one":
+            return [rng.choice(live)] if live else []
+        if shape == "minority":
+            return rng.sample(live, min(len(live), catalogue.minority_size(len(self.nodes))))
+        if shape == "all":
+            return list(live)
+        raise ValueError(f"no targets for shape {shape!r}")
+
+    async def _action(self, f: str, value: Any, nodes: list[str],
+                      fn: Callable[[], Awaitable]) -> None:
+        self.record("invoke", f, value, nodes)
+        try:
+            await fn()
+        except Exception as exc:
+            self.record("info", f, {"error": str(exc), **(value or {})}, nodes)
+            raise
+        self.record("info", f, value, nodes)
+
+    async def start(self, fault: PlannedFault) -> tuple[str, list[str]]:
+        """Start one fault; returns (kind, targets) for the matching stop."""
+        rng = random.Random(fault.seed)
+        if fault.kind == "partition":
+            cut = await self._grudge(fault.shape, rng)
+            nodes = sorted({n for edge in cut for n in edge})
+
+            async def do() -> None:
+                self.cut = set(cut)
+                await self._apply_network()
+
+            value = {"shape": fault.shape, "cut": sorted([list(e) for e in cut])}
+            await self._action("start-partition", value, nodes, do)
+            return "partition", nodes
+        if fault.kind == "delay":
+            if fault.shape == "one-node":
+                victim = rng.choice(self.nodes)
+                edges = {e for e in catalogue.isolate(victim, self.nodes)}
+            else:
+                edges = {(a, b) for a in self.nodes for b in self.nodes if a != b}
+            nodes = sorted({n for edge in edges for n in edge})
+
+            async def do() -> None:
+                self.delays = {e: self.delay_s * rng.uniform(0.5, 1.5) for e in sorted(edges)}
+                await self._apply_network()
+
+            await self._action("start-delay", {"shape": fault.shape, "ms": self.delay_s * 1000},
+                               nodes, do)
+            return "delay", nodes
+        targets = await self._targets(fault.shape, rng)
+        if fault.kind == "pause":
+            async def do() -> None:
+                for node in targets:
+                    await self._call(self.backend.pause, node)
+                    self.paused.add(node)
+
+            await self._action("pause", {"shape": fault.shape}, targets, do)
+            return "pause", targets
+        if fault.kind == "kill":
+            async def do() -> None:
+                for node in targets:
+                    await self._call(self.backend.kill, node)
+                    self.killed.add(node)
+
+            await self._action("kill", {"shape": fault.shape}, targets, do)
+            return "kill", targets
+        raise ValueError(f"unknown fault kind {fault.kind!r}")
+
+    async def _grudge(self, shape: str, rng: random.Random) -> set[Edge]:
+        nodes = self.nodes
+        if shape == "isolate-one":
+            return catalogue.isolate(rng.choice(nodes), nodes)
+        if shape == "isolate-leader":
+            leader = await self.leader() or rng.choice(nodes)
+            return catalogue.isolate(leader, nodes)
+        if shape == "halves":
+            return catalogue.halves(nodes, rng)
+        if shape == "majorities-ring":
+            return catalogue.majorities_ring(nodes, rng)
+        if shape == "bridge":
+            return catalogue.bridge(nodes, rng)
+        if shape == "one-way":
+            source = await self.leader() if rng.random() < 0.5 else None
+            return catalogue.one_way(source or rng.choice(nodes), nodes)
+        raise ValueError(f"unknown partition shape {shape!r}")
+
+    async def stop(self, kind: str, targets: list[str]) -> None:
+        if kind == "partition":
+            async def do() -> None:
+                self.cut = set()
+                await self._apply_network()
+
+            await self._action("stop-partition", None, targets, do)
+        elif kind == "delay":
+            async def do() -> None:
+                self.delays = {}
+                await self._apply_network()
+
+            await self._action("stop-delay", None, targets, do)
+        elif kind == "pause":
+            async def do() -> None:
+                for node in targets:
+                    await self._call(self.backend.resume, node)
+                    self.paused.discard(node)
+
+            await self._action("resume", None, targets, do)
+        elif kind == "kill":
+            async def do() -> None:
+                for node in targets:
+                    await self._call(self.backend.restart, node)
+                    self.killed.discard(node)
+
+            await self._action("restart", None, targets, do)
+
+    async def heal(self) -> None:
+        """Undo every fault still in force: the final heal."""
+        nodes = sorted(set(self.paused) | set(self.killed) | {n for e in self.cut for n in e}
+                       | {n for e in self.delays for n in e})
+
+        async def do() -> None:
+            for node in sorted(self.paused):
+                await self._call(self.backend.resume, node)
+            self.paused.clear()
+            for node in sorted(self.killed):
+                await self._call(self.backend.restart, node)
+            self.killed.clear()
+            self.cut, self.delays = set(), {}
+            await self._apply_network()
+
+        await self._action("heal", None, nodes, do)

@@ -1,0 +1,47 @@
+"""When faults happen: a plan drawn from the seed before the run starts.
+
+The plan is a list of faults, each with a start and an end (seconds from the start of the fault
+phase), a kind, a shape and a seed for the choices made when it starts. Choices that need the
+cluster's state (who leads) are made then; everything else is fixed here, so the same seed gives
+the same schedule.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+
+from nemesis.catalogue import KINDS
+
+
+@dataclass(frozen=True)
+class PlannedFault:
+    start: float
+    end: float
+    kind: str
+    shape: str
+    seed: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def plan(kinds: list[str], duration: float, interval: float,
+         rng: random.Random) -> list[PlannedFault]:
+    """Alternate quiet gaps and faults over `duration` seconds.
+
+    Gaps and faults each last `interval` seconds with +-50% jitter; a fault that would run past
+    the end is cut short there (the final heal follows the fault phase anyway).
+    """
+    if not kinds or duration <= 0:
+        return []
+    faults: list[PlannedFault] = []
+    t = interval * rng.uniform(0.25, 0.75)
+    while t < duration - 0.5:
+        kind = rng.choice(kinds)
+        shape = rng.choice(KINDS[kind])
+        length = interval * rng.uniform(0.5, 1.5)
+        end = min(t + length, duration)
+        faults.append(PlannedFault(round(t, 3), round(end, 3), kind, shape, rng.getrandbits(32)))
+        t = end + interval * rng.uniform(0.5, 1.5)
+    return faults

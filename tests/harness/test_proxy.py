@@ -1,0 +1,104 @@
+"""The per-edge proxies: a cut edge passes nothing, the other direction flows, heal restores."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from harness.proxy import ProxyMesh
+
+
+class Sink:
+    """A TCP server that collects every line it receives."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.address = self.sock.getsockname()
+        self.lines: list[bytes] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as f:
+            for line in f:
+                with self.lock:
+                    self.lines.append(line.strip())
+
+    def received(self) -> list[bytes]:
+        with self.lock:
+            return list(self.lines)
+
+
+def send(address, payload: bytes) -> socket.socket:
+    sock = socket.create_connection(address, timeout=2)
+    sock.sendall(payload)
+    return sock
+
+
+def wait_for(predicate, timeout: float = 2.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+@pytest.fixture
+def mesh():
+    m = ProxyMesh()
+    yield m
+    m.close()
+
+
+def test_cut_is_one_way_and_heal_restores_both(mesh: ProxyMesh) -> None:
+    a, b = Sink(), Sink()
+    a_to_b = mesh.add_edge(("a", "b"), b.address)
+    b_to_a = mesh.add_edge(("b", "a"), a.address)
+
+    s1 = send(a_to_b, b"one\n")
+    assert wait_for(lambda: b"one" in b.received())
+
+    mesh.set_cut({("a", "b")})
+    # The established connection was closed by the cut, and a new one goes into a black hole.
+    s2 = send(a_to_b, b"two\n")
+    s3 = send(b_to_a, b"back\n")
+    assert wait_for(lambda: b"back" in a.received())
+    time.sleep(0.3)
+    assert b"two" not in b.received()
+
+    mesh.set_cut(set())
+    s4 = send(a_to_b, b"three\n")
+    s5 = send(b_to_a, b"again\n")
+    assert wait_for(lambda: b"three" in b.received())
+    assert wait_for(lambda: b"again" in a.received())
+    assert b"two" not in b.received()
+    for s in (s1, s2, s3, s4, s5):
+        s.close()
+
+
+def test_delay_slows_one_edge(mesh: ProxyMesh) -> None:
+    b = Sink()
+    edge = mesh.add_edge(("a", "b"), b.address)
+    mesh.set_delay({("a", "b"): 0.4})
+    start = time.monotonic()
+    s = send(edge, b"slow\n")
+    assert wait_for(lambda: b"slow" in b.received(), timeout=3)
+    assert time.monotonic() - start >= 0.35
+    s.close()
+
+
+def test_unknown_edge_is_refused(mesh: ProxyMesh) -> None:
+    with pytest.raises(ValueError, match="unknown edges"):
+        mesh.set_cut({("x", "y")})

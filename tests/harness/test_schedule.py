@@ -1,0 +1,69 @@
+"""Nemesis plans and operation sequences follow from the seed alone."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from nemesis import catalogue
+from nemesis.schedule import plan
+from workloads import make_workload
+
+NODES = ["n1", "n2", "n3", "n4", "n5"]
+
+
+def test_same_seed_same_plan_different_seed_different_plan() -> None:
+    kinds = ["partition", "pause", "kill", "delay"]
+    a = plan(kinds, 60, 2.0, random.Random(7))
+    b = plan(kinds, 60, 2.0, random.Random(7))
+    c = plan(kinds, 60, 2.0, random.Random(8))
+    assert a == b
+    assert a != c
+    assert len(a) >= 5
+    for fault in a:
+        assert 0 <= fault.start < fault.end <= 60
+        assert fault.shape in catalogue.KINDS[fault.kind]
+    # Faults never overlap: each starts after the previous one ended.
+    assert all(x.end <= y.start for x, y in zip(a, a[1:], strict=False))
+
+
+def test_same_seed_same_operations() -> None:
+    def ops(seed: int) -> list[dict]:
+        w = make_workload("register", random.Random(seed), 4)
+        return [w.next_op() for _ in range(500)]
+
+    assert ops(3) == ops(3)
+    assert ops(3) != ops(4)
+    keys = {op["key"] for op in ops(3)}
+    assert len(keys) > 2  # keys are retired and replaced
+
+
+def test_partition_shapes() -> None:
+    rng = random.Random(1)
+    for n in (3, 5):
+        nodes = NODES[:n]
+        iso = catalogue.isolate("n1", nodes)
+        assert len(iso) == 2 * (n - 1)
+        halves = catalogue.halves(nodes, rng)
+        # Every node is cut from exactly the other side; the sides are a minority and a majority.
+        reach = {a: {b for b in nodes if b != a and (a, b) not in halves} for a in nodes}
+        sizes = sorted({len(r) + 1 for r in reach.values()})
+        assert sizes == [n // 2, n - n // 2]
+        bridge = catalogue.bridge(nodes, rng)
+        hub = [a for a in nodes if not any(a in e for e in bridge)]
+        assert len(hub) == 1
+        one_way = catalogue.one_way("n2", nodes)
+        assert all(src == "n2" for src, _ in one_way)
+    ring = catalogue.majorities_ring(NODES, rng)
+    for a in NODES:
+        sees = {b for b in NODES if b != a and (a, b) not in ring}
+        assert len(sees) + 1 == 3  # a majority, itself included
+    views = {frozenset({a} | {b for b in NODES if (a, b) not in ring and a != b}) for a in NODES}
+    assert len(views) == 5  # no two nodes see the same majority
+
+
+def test_unknown_nemesis_is_refused() -> None:
+    with pytest.raises(catalogue.NemesisError, match="unknown nemesis 'flood'"):
+        catalogue.parse_kinds("partition,flood")
+    assert catalogue.parse_kinds("packet,none,kill") == ["delay", "kill"]

@@ -51,17 +51,20 @@ class Worker:
     async def invoke(self, op: dict[str, Any]) -> dict:
         """Record the invocation now, run the operation, record its completion."""
         process, f, key = self.process, op["f"], op.get("key")
-        self.history.append(process, "invoke", f, op["value"], key=key, node=self.node)
-        type_, value, error = await self._attempts(op)
+        self.seq += 1
+        client, seq = f"c{process}", self.seq
+        self.history.append(process, "invoke", f, op["value"], key=key, node=self.node,
+                            client=client, seq=seq)
+        type_, value, error = await self._attempts(op, client, seq)
         completion = self.history.append(process, type_, f, value, key=key, node=self.node,
-                                         error=error)
+                                         error=error, client=client, seq=seq)
         if type_ == "info":
             self.process += self.concurrency
         return completion
 
-    async def _attempts(self, op: dict[str, Any]) -> tuple[str, Any, str | None]:
-        self.seq += 1
-        request = {**self.workload.request(op), "client": f"c{self.process}", "seq": self.seq}
+    async def _attempts(self, op: dict[str, Any], client: str,
+                        seq: int) -> tuple[str, Any, str | None]:
+        request = {**self.workload.request(op), "client": client, "seq": seq}
         deadline = time.monotonic() + self.op_timeout
         maybe_sent = False
         last_error = "timeout"

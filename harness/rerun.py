@@ -1,0 +1,37 @@
+"""`harness rerun RUN`: the same configuration and seed again, as a new run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.config import ConfigError, RunConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN", help="a run directory (store/<test>/<time>)")
+    parser.add_argument("--store", default=None, help="store the new run here instead")
+    parser.add_argument("--quiet", action="store_true", help="no live progress line")
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.controller import execute
+    from harness.summary import print_summary
+
+    path = Path(args.run_dir) / "config.json"
+    try:
+        config = RunConfig.load(path)
+        if args.store:
+            config.store = args.store
+        config.validate()
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else exc
+        print(f"harness rerun: {path}: {reason}", file=sys.stderr)
+        return 3
+    except ConfigError as exc:
+        print(f"harness rerun: {path}: {exc}", file=sys.stderr)
+        return 3
+    outcome = execute(config, progress=not args.quiet)
+    print_summary(outcome)
+    return outcome.exit_code

@@ -47,9 +47,12 @@ class LocalBackend(Backend):
     name = "local"
 
     def __init__(self, node_ids: list[str], run_dir: Path, node_args: list[str], run_id: str,
-                 per_node_args: dict[str, list[str]] | None = None, base_port: int = 0) -> None:
+                 per_node_args: dict[str, list[str]] | None = None, base_port: int = 0,
+                 direct: bool = False) -> None:
         super().__init__(node_ids, run_dir, node_args, run_id, per_node_args)
         self.base_port = base_port
+        # Direct: peers dial each other without proxies (benchmarks; no network faults then).
+        self.direct = direct
         self.addresses: dict[str, tuple[str, int]] = {}
         self.procs: dict[str, subprocess.Popen] = {}
         self.paused: set[str] = set()
@@ -57,6 +60,8 @@ class LocalBackend(Backend):
         self.peer_addresses: dict[Edge, tuple[str, int]] = {}
 
     def capabilities(self) -> set[str]:
+        if self.direct:
+            return {"pause", "kill"}
         return {"partition", "pause", "kill", "delay"}
 
     def setup(self) -> None:
@@ -68,12 +73,14 @@ class LocalBackend(Backend):
             else:
                 port = free_port(host)
             self.addresses[node] = (host, port)
-        self.mesh = ProxyMesh()
+        if not self.direct:
+            self.mesh = ProxyMesh()
         for src in self.node_ids:
             for dst in self.node_ids:
                 if src != dst:
-                    self.peer_addresses[(src, dst)] = self.mesh.add_edge(
-                        (src, dst), self.addresses[dst]
+                    self.peer_addresses[(src, dst)] = (
+                        self.addresses[dst] if self.mesh is None
+                        else self.mesh.add_edge((src, dst), self.addresses[dst])
                     )
         for node in self.node_ids:
             self.node_dir(node).mkdir(parents=True, exist_ok=True)
@@ -140,7 +147,10 @@ class LocalBackend(Backend):
         self.paused.discard(node)
 
     def set_network(self, cut: set[Edge], delays: dict[Edge, float]) -> None:
-        assert self.mesh is not None
+        if self.mesh is None:
+            if cut or delays:
+                raise BackendError("this local cluster runs without proxies: no network faults")
+            return
         self.mesh.set_cut(cut)
         self.mesh.set_delay(delays)
 

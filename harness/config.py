@@ -126,8 +126,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     a("--nodes", type=int, default=d.nodes, help="cluster size (default %(default)s)")
     a("--workload", default=d.workload, help=f"{', '.join(WORKLOADS)} (default %(default)s)")
     a("--nemesis", default=d.nemesis,
-      help="comma list of fault kinds: partition, pause, kill, delay (alias packet), or none "
-      "(default %(default)s)")
+      help="comma list of fault kinds: partition, pause, kill, delay (alias packet), or none; "
+      "a kind may name its shapes, e.g. partition:isolate-leader/halves, kill:leader, "
+      "pause:one/minority (default %(default)s)")
     a("--time-limit", type=float, default=d.time_limit,
       help="seconds of warm-up + faults + recovery, split 1:3:1 (default %(default)s)")
     a("--concurrency", type=int, default=d.concurrency,

@@ -20,7 +20,7 @@ from harness.clients import Worker, run_worker
 from harness.config import RunConfig
 from harness.history import HistoryRecorder
 from harness.nodeclient import one_request
-from nemesis.catalogue import CAPABILITY
+from nemesis.catalogue import CAPABILITY, parse_spec
 from nemesis.executor import Nemesis
 from nemesis.schedule import plan
 from workloads import make_workload
@@ -73,8 +73,8 @@ class Controller:
         self.workload = make_workload(config.workload, self.op_rng, config.concurrency)
         durations = config.phase_durations()
         self.durations = durations
-        self.plan = plan(config.nemesis_kinds(), durations["faults"], config.nemesis_interval,
-                         self.nemesis_rng)
+        self.plan = plan(parse_spec(config.nemesis), durations["faults"],
+                         config.nemesis_interval, self.nemesis_rng)
         self.history = HistoryRecorder(run_dir / "history.jsonl")
         self.phases: list[dict[str, Any]] = []
         self.samples: list[dict[str, Any]] = []

@@ -28,20 +28,31 @@ class NemesisError(ValueError):
     pass
 
 
-def parse_kinds(text: str) -> list[str]:
-    """`partition,pause,kill` -> kinds; `none` or empty -> no faults."""
-    kinds: list[str] = []
+def parse_spec(text: str) -> dict[str, tuple[str, ...]]:
+    """`partition,pause:leader,kill:one/all` -> {kind: shapes}; a kind without shapes takes
+    all of its shapes; `none` or empty -> no faults."""
+    spec: dict[str, tuple[str, ...]] = {}
     for raw in filter(None, (part.strip() for part in text.split(","))):
         if raw == "none":
             continue
-        kind = ALIASES.get(raw, raw)
+        name, _, shapes_text = raw.partition(":")
+        kind = ALIASES.get(name, name)
         if kind not in KINDS:
             raise NemesisError(
-                f"unknown nemesis {raw!r}; choose from {', '.join([*KINDS, 'none'])}"
+                f"unknown nemesis {name!r}; choose from {', '.join([*KINDS, 'none'])}"
             )
-        if kind not in kinds:
-            kinds.append(kind)
-    return kinds
+        shapes = tuple(s for s in shapes_text.split("/") if s) or KINDS[kind]
+        for shape in shapes:
+            if shape not in KINDS[kind]:
+                raise NemesisError(f"unknown {kind} shape {shape!r}; choose from "
+                                   f"{', '.join(KINDS[kind])}")
+        spec[kind] = tuple(dict.fromkeys(spec.get(kind, ()) + shapes))
+    return spec
+
+
+def parse_kinds(text: str) -> list[str]:
+    """The fault kinds named in a nemesis spec."""
+    return list(parse_spec(text))
 
 
 def minority_size(n: int) -> int:

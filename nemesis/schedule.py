@@ -11,8 +11,6 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
-from nemesis.catalogue import KINDS
-
 
 @dataclass(frozen=True)
 class PlannedFault:
@@ -26,20 +24,21 @@ class PlannedFault:
         return asdict(self)
 
 
-def plan(kinds: list[str], duration: float, interval: float,
+def plan(spec: dict[str, tuple[str, ...]], duration: float, interval: float,
          rng: random.Random) -> list[PlannedFault]:
     """Alternate quiet gaps and faults over `duration` seconds.
 
     Gaps and faults each last `interval` seconds with +-50% jitter; a fault that would run past
     the end is cut short there (the final heal follows the fault phase anyway).
     """
-    if not kinds or duration <= 0:
+    if not spec or duration <= 0:
         return []
+    kinds = list(spec)
     faults: list[PlannedFault] = []
     t = interval * rng.uniform(0.25, 0.75)
     while t < duration - 0.5:
         kind = rng.choice(kinds)
-        shape = rng.choice(KINDS[kind])
+        shape = rng.choice(spec[kind])
         length = interval * rng.uniform(0.5, 1.5)
         end = min(t + length, duration)
         faults.append(PlannedFault(round(t, 3), round(end, 3), kind, shape, rng.getrandbits(32)))

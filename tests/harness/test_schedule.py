@@ -14,7 +14,7 @@ NODES = ["n1", "n2", "n3", "n4", "n5"]
 
 
 def test_same_seed_same_plan_different_seed_different_plan() -> None:
-    kinds = ["partition", "pause", "kill", "delay"]
+    kinds = catalogue.parse_spec("partition,pause,kill,delay")
     a = plan(kinds, 60, 2.0, random.Random(7))
     b = plan(kinds, 60, 2.0, random.Random(7))
     c = plan(kinds, 60, 2.0, random.Random(8))
@@ -67,3 +67,14 @@ def test_unknown_nemesis_is_refused() -> None:
     with pytest.raises(catalogue.NemesisError, match="unknown nemesis 'flood'"):
         catalogue.parse_kinds("partition,flood")
     assert catalogue.parse_kinds("packet,none,kill") == ["delay", "kill"]
+    assert catalogue.parse_spec("pause:leader,kill:one/all") == {"pause": ("leader",),
+                                                                 "kill": ("one", "all")}
+    with pytest.raises(catalogue.NemesisError, match="unknown kill shape 'most'"):
+        catalogue.parse_spec("kill:most")
+
+
+def test_restricted_shapes_are_the_only_ones_planned() -> None:
+    faults = plan(catalogue.parse_spec("partition:isolate-leader,kill:leader"), 60, 2.0,
+                  random.Random(5))
+    assert {(f.kind, f.shape) for f in faults} == {("partition", "isolate-leader"),
+                                                   ("kill", "leader")}

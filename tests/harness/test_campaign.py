@@ -1,0 +1,77 @@
+"""Campaign files: refused before any run when wrong; the shipped campaigns hold in CI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.campaign import CampaignError, load
+from tests.harness.conftest import REPO, harness
+
+GOOD = """\
+[campaign]
+time-limit = 8
+
+[[matrix]]
+workloads = ["register", "set"]
+nemeses = ["partition", "kill"]
+seeds = [1, 2]
+expect = "valid"
+"""
+
+
+@pytest.mark.parametrize("text,message", [
+    (GOOD.replace("time-limit = 8", "time-limit = 8\nworkers = 3"),
+     "line 3: unknown key 'workers' in [campaign]"),
+    (GOOD.replace('seeds = [1, 2]', 'seeds = [1, 2]\nbug = "x"'),
+     "line 8: unknown key 'bug' in [[matrix]] #1"),
+    (GOOD.replace('expect = "valid"', 'bugs = ["no-such-bug"]\nexpect = "valid"'),
+     "line 8: unknown bug 'no-such-bug'"),
+    (GOOD.replace('"partition", "kill"', '"partition", "flood"'),
+     "line 6: unknown nemesis 'flood'"),
+    (GOOD.replace('expect = "valid"', 'expect = "invalid"'),
+     "needs the checker that must flag it"),
+    ("[campaign\n", "Expected ']'"),
+])
+def test_bad_campaign_is_refused_with_its_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(CampaignError, match=message.replace("[", r"\[").replace("]", r"\]")
+                       .replace("(", r"\(").replace(")", r"\)")):
+        load(path)
+    proc = harness("campaign", str(path), "--store", str(tmp_path / "store"), timeout=30)
+    assert proc.returncode == 3
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "store").exists(), "a run started before the campaign was refused"
+
+
+def test_matrix_expands_to_every_combination(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(GOOD)
+    name, entries = load(path)
+    assert name == "c"
+    combos = {(e.config.workload, e.config.nemesis, e.config.seed) for e in entries}
+    assert len(combos) == len(entries) == 8
+    assert all(e.config.time_limit == 8 for e in entries)
+
+
+@pytest.mark.parametrize("campaign", ["smoke", "bugs", "nightly"])
+def test_shipped_campaigns_load(campaign: str) -> None:
+    _, entries = load(REPO / "campaigns" / f"{campaign}.toml")
+    assert entries
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("campaign", ["smoke", "bugs"])
+def test_shipped_campaign_holds(tmp_path: Path, campaign: str) -> None:
+    proc = harness("campaign", str(REPO / "campaigns" / f"{campaign}.toml"), "--store",
+                   str(tmp_path), timeout=1500)
+    summaries = list(tmp_path.glob("campaigns/*/*/summary.json"))
+    assert summaries, proc.stdout + proc.stderr
+    runs = json.loads(summaries[0].read_text())["runs"]
+    failed = [r for r in runs if not r["held"]]
+    assert proc.returncode == 0 and not failed, failed
+    assert (summaries[0].parent / "junit.xml").exists()
+    assert (summaries[0].parent / "index.html").exists()

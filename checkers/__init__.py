@@ -1,0 +1,12 @@
+"""Checkers: pure functions from a history to a verdict (no network, no processes).
+
+The linearizability entry points:
+
+- `checkers.history.load(path, fmt=None) -> list[dict]`: a history file's ops (DESIGN.md shape).
+- `checkers.linearizability.check(ops, model="cas-register", *, time_limit=60.0,
+  memory_limit_mb=1024) -> dict`.
+"""
+
+from checkers.history import History, HistoryError, Operation, load, pair, read
+
+__all__ = ["History", "HistoryError", "Operation", "load", "pair", "read"]

@@ -1,0 +1,267 @@
+"""Explanations of non-linearizable histories, as JSON and as a self-contained HTML page.
+
+The search remembers the furthest point in the history it reached: the return entry latest in
+history order at which it had to backtrack. The op of that entry is the one that cannot be
+linearized; the ops linearized at that moment form the longest linearizable prefix found; the
+ops that overlap it in real time, or were pending then, are the ones involved.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import jinja2
+import markupsafe
+
+from checkers.history import Operation
+from checkers.models import ILLEGAL, Compiled, Model
+
+_PREFIX_DETAIL = 40  # prefix ops shown in full (the rest by id only)
+_WINDOW = 400  # ops drawn at most in the timeline
+
+
+def _state_text(v: Any) -> str:
+    return "nil (absent)" if v is None else repr(v)
+
+
+def explain_failure(
+    model: Model, c: Compiled, outcome: Any, key: Any, group: list[Operation]
+) -> dict[str, Any]:
+    """The JSON explanation of a failed search on one object (key)."""
+    entry_op = outcome.entry_op
+    fi = entry_op[outcome.best_e]
+    fop = c.ops[fi]
+    prefix = [entry_op[e] for e in outcome.best_stack]
+    s = c.init
+    prefix_rows = []
+    for i in prefix:
+        s = c.apply(s, i)
+        prefix_rows.append((i, s))
+    if s is ILLEGAL:  # cannot happen: the search only pushed legal steps
+        raise AssertionError("explanation replay left the model")
+    state = c.decode(outcome.best_state)
+    in_prefix = set(prefix)
+    f_ret = fop.ret if fop.ret is not None else float("inf")
+    concurrent = [
+        i
+        for i, op in enumerate(c.ops)
+        if i != fi and op.call < f_ret and (op.ret is None or op.ret > fop.call)
+    ]
+    pending = [
+        i for i, op in enumerate(c.ops) if i != fi and i not in in_prefix and op.call < f_ret
+    ]
+    need = model.requirement(c, fi)
+    where = f" on key {key!r}" if key is not None else ""
+    message = (
+        f"{fop.describe()}{where} (invoked at op {fop.invoke_index}, completed at op "
+        f"{fop.complete_index}) cannot be linearized: the longest linearizable prefix found "
+        f"has {len(prefix)} ops and leaves {_state_text(state)}, but this op needs {need}, "
+        f"and no order of the {len(pending)} ops pending then gets there"
+    )
+
+    def op_json(i: int) -> dict[str, Any]:
+        return c.ops[i].to_dict()
+
+    detail_from = max(0, len(prefix_rows) - _PREFIX_DETAIL)
+    failure: dict[str, Any] = {
+        "message": message,
+        "key": key,
+        "op": op_json(fi),
+        "requires": need,
+        "state": state,
+        "prefix_length": len(prefix),
+        # history ids (Operation.id) of the prefix, in linearization order
+        "prefix": [c.ops[i].id for i in prefix],
+        "prefix_tail": [
+            dict(op_json(i), state_after=c.decode(st)) for i, st in prefix_rows[detail_from:]
+        ],
+        "concurrent": [dict(op_json(i), in_prefix=i in in_prefix) for i in concurrent],
+        "pending": [op_json(i) for i in pending],
+    }
+    failure["timeline"] = _timeline(c, fi, prefix, concurrent, pending, group)
+    return failure
+
+
+def _timeline(
+    c: Compiled,
+    fi: int,
+    prefix: list[int],
+    concurrent: list[int],
+    pending: list[int],
+    group: list[Operation],
+) -> dict[str, Any]:
+    """The ops around the failure, with a role each, for the HTML view."""
+    fop = c.ops[fi]
+    role: dict[int, str] = {}
+    for i in prefix:
+        role[c.ops[i].id] = "prefix"
+    for i in pending:
+        role[c.ops[i].id] = "pending"
+    for i in concurrent:
+        role.setdefault(c.ops[i].id, "concurrent")
+    role[fop.id] = "failing"
+    kept = {op.id for op in c.ops}
+    f_ret = fop.ret if fop.ret is not None else max(op.call for op in group) + 1
+    lo = fop.call
+    for i in concurrent + pending + prefix[-20:]:
+        lo = min(lo, c.ops[i].call)
+    chosen = [
+        op for op in group
+        if op.call <= f_ret and (op.ret is None or op.ret >= lo or op.status == "info")
+        and (op.ret is not None or op.call >= lo or op.id in role)
+    ]
+    if len(chosen) > _WINDOW:
+        chosen.sort(key=lambda o: abs(o.call - fop.call))
+        chosen = sorted(chosen[:_WINDOW], key=lambda o: o.call)
+    rows = []
+    for op in chosen:
+        r = role.get(op.id, "other" if op.id in kept else "ignored")
+        d = op.to_dict()
+        d["role"] = r
+        rows.append(d)
+    return {"from": lo, "to": f_ret, "ops": rows}
+
+
+# ----------------------------------------------------------------------------------- HTML
+
+_TEMPLATE = jinja2.Environment(autoescape=True).from_string(
+    """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.3em; } h2 { font-size: 1.1em; margin-top: 1.5em; }
+.verdict { padding: .6em .9em; border-radius: 4px; }
+.valid { background: #e3f5e1; } .invalid { background: #fde2e1; } .unknown { background: #fff3cd; }
+table { border-collapse: collapse; font-size: 13px; }
+td, th { border: 1px solid #ccc; padding: 2px 6px; text-align: left; }
+th { background: #f3f3f3; }
+.legend span { display: inline-block; padding: 0 .5em; margin-right: .5em; border-radius: 3px; }
+.prefix { fill: #b9e3b5; background: #b9e3b5; }
+.failing { fill: #f28b82; background: #f28b82; }
+.pending { fill: #fbd38d; background: #fbd38d; }
+.concurrent { fill: #fbd38d; background: #fbd38d; }
+.other { fill: #d6dbe1; background: #d6dbe1; }
+.ignored { fill: #f1f1f1; background: #f1f1f1; }
+svg text { font: 11px monospace; pointer-events: none; }
+svg rect.op { stroke: #555; stroke-width: .6; }
+svg rect.op:hover { stroke: #000; stroke-width: 2; }
+.scroll { overflow-x: auto; border: 1px solid #ddd; }
+code { background: #f6f6f6; padding: 0 3px; }
+</style></head><body>
+<h1>{{ title }}</h1>
+<p class="verdict {{ verdict_class }}"><b>{{ verdict_text }}</b>{% if reason %}: {{ reason }}{% endif %}</p>
+<p>Model <code>{{ result.model }}</code>, {{ result.ops }} ops ({{ result.ok }} ok, {{ result.fail }}
+fail, {{ result.info }} info) over {{ result.keys }} key(s), {{ result.configurations }}
+configurations explored in {{ "%.3f"|format(result.seconds) }} s.</p>
+{% if f %}
+<h2>Timeline{% if f.key is not none %} of key {{ f.key }}{% endif %}</h2>
+<p class="legend"><span class="prefix">linearized prefix</span><span class="failing">cannot be
+linearized</span><span class="pending">pending / concurrent</span><span class="other">later or
+not involved</span><span class="ignored">did not happen / no output</span>
+The shaded band is the failing op's interval; x is the position in the history; an op without an
+end (info) may take effect any time after its start.</p>
+<div class="scroll">{{ svg }}</div>
+<h2>The op that cannot be linearized</h2>
+<p><code>{{ f.op.text }}</code> (history ops {{ f.op.invoke_index }}&ndash;{{ f.op.complete_index }})
+needs {{ f.requires }}. After the longest linearizable prefix found ({{ f.prefix_length }} ops)
+the state is <code>{{ f.state }}</code>.</p>
+<h2>Concurrent ops</h2>
+<table><tr><th>op</th><th>history ops</th><th>status</th><th>in prefix</th></tr>
+{% for o in f.concurrent %}<tr><td><code>{{ o.text }}</code></td><td>{{ o.invoke_index }}&ndash;{{ o.complete_index if o.complete_index is not none else "" }}</td><td>{{ o.status }}</td><td>{{ "yes" if o.in_prefix else "no" }}</td></tr>
+{% endfor %}</table>
+<h2>End of the longest linearizable prefix</h2>
+<table><tr><th>#</th><th>op</th><th>state after</th></tr>
+{% for o in f.prefix_tail %}<tr><td>{{ f.prefix_length - f.prefix_tail|length + loop.index }}</td><td><code>{{ o.text }}</code></td><td><code>{{ o.state_after }}</code></td></tr>
+{% endfor %}</table>
+{% endif %}
+</body></html>
+"""
+)
+
+
+def _svg(timeline: dict[str, Any]) -> str:
+    ops = timeline["ops"]
+    if not ops:
+        return ""
+    lo = min(o["call"] for o in ops)
+    hi = max(max(o["call"], o["return"] or 0) for o in ops) + 2
+    procs: list[Any] = []
+    for o in ops:
+        if o["process"] not in procs:
+            procs.append(o["process"])
+    try:
+        procs.sort()
+    except TypeError:
+        pass
+    row = {p: k for k, p in enumerate(procs)}
+    span = max(1, hi - lo)
+    unit = max(6.0, min(40.0, 1600.0 / span))
+    left, top, rh = 70, 24, 26
+    width = int(left + span * unit + 20)
+    height = top + rh * len(procs) + 10
+
+    def x(pos: float) -> float:
+        return left + (pos - lo) * unit
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
+    ]
+    f_from, f_to = timeline["from"], timeline["to"]
+    fail = next((o for o in ops if o["role"] == "failing"), None)
+    if fail is not None:
+        a, b = fail["call"], fail["return"] if fail["return"] is not None else hi
+        parts.append(
+            f'<rect x="{x(a):.1f}" y="0" width="{max(2.0, x(b) - x(a)):.1f}" '
+            f'height="{height}" fill="#f28b82" opacity="0.18"/>'
+        )
+    del f_from, f_to
+    for p, k in row.items():
+        y = top + k * rh
+        parts.append(
+            f'<text x="4" y="{y + 16}">{html.escape(str(p))}</text>'
+            f'<line x1="{left}" x2="{width}" y1="{y + rh - 2}" y2="{y + rh - 2}" '
+            'stroke="#eee"/>'
+        )
+    for o in ops:
+        y = top + row[o["process"]] * rh + 2
+        a = o["call"]
+        open_ended = o["return"] is None
+        b = hi if open_ended else o["return"]
+        w = max(3.0, x(b) - x(a) - 1)
+        tip = html.escape(
+            f"{o['text']}  [ops {o['invoke_index']}-{o['complete_index']}] {o['role']}"
+        )
+        dash = ' stroke-dasharray="4 3"' if open_ended else ""
+        parts.append(
+            f'<rect class="op {o["role"]}" x="{x(a):.1f}" y="{y}" width="{w:.1f}" '
+            f'height="{rh - 6}" rx="3"{dash}><title>{tip}</title></rect>'
+        )
+        label = o["text"].split(" ", 1)[-1]
+        if w > 30:
+            max_chars = int(w / 6.6)
+            if len(label) > max_chars:
+                label = label[: max(1, max_chars - 1)] + "\u2026"
+            parts.append(f'<text x="{x(a) + 3:.1f}" y="{y + 14}">{html.escape(label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(result: dict[str, Any], title: str = "Linearizability check") -> str:
+    """A self-contained page (inline CSS and SVG, no scripts or external resources)."""
+    v = result.get("valid")
+    verdict_class = {True: "valid", False: "invalid"}.get(v, "unknown")  # type: ignore[arg-type]
+    verdict_text = {True: "Linearizable", False: "Not linearizable"}.get(
+        v, "Unknown"  # type: ignore[arg-type]
+    )
+    f = result.get("failure")
+    svg = _svg(f["timeline"]) if f else ""
+    return _TEMPLATE.render(
+        title=title,
+        result=result,
+        f=f,
+        reason=result.get("reason"),
+        verdict_class=verdict_class,
+        verdict_text=verdict_text,
+        svg=markupsafe.Markup(svg),
+    )

@@ -1,0 +1,245 @@
+"""The history model: operations in the DESIGN.md JSONL shape, and their pairing.
+
+A history is a list of dicts, one per event, in the order the events happened:
+
+    {"index": 0, "time": 12, "process": 3, "type": "invoke", "f": "cas", "key": "k1",
+     "value": [1, 2]}
+
+`type` is `invoke`, `ok`, `fail` (definitely did not happen) or `info` (indeterminate).
+One extension is read and written here: a `fail` completion of a `cas` may carry
+`"compare_failed": true`, meaning the cas *ran* and its compare failed (the register did not hold
+`from` at its linearization point). Without that attribute `fail` means "did not happen", as in
+Jepsen. Porcupine's etcd logs use the other meaning, so their reader sets the attribute on every
+failed cas; nothing ever guesses it from an error name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+OP_TYPES = ("invoke", "ok", "fail", "info")
+NEMESIS = "nemesis"
+
+
+class HistoryError(ValueError):
+    """A history that cannot be read or makes no sense (bad syntax, unpaired events, ...).
+
+    `index` is the op's position in the history (0-based) and `line` its 1-based line in the
+    file, when known; `str()` gives one line naming the file and line.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: int | None = None,
+        line: int | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.index = index
+        self.line = line
+        self.path = path
+
+    def __str__(self) -> str:
+        where = self.path or ""
+        if self.line is not None:
+            where = f"{where}:{self.line}" if where else f"line {self.line}"
+        elif self.index is not None:
+            where = f"{where}: op {self.index}" if where else f"op {self.index}"
+        return f"{where}: {self.message}" if where else self.message
+
+
+@dataclass
+class History:
+    """A history read from a file, with what the file's format says about how to check it."""
+
+    ops: list[dict]
+    path: str | None = None
+    format: str = "jsonl"
+    # line number in the file of each op (same length as ops), for error messages
+    lines: list[int] = field(default_factory=list)
+    # defaults implied by the format: {"model": name, "initial": value}
+    defaults: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def error_at(self, exc: HistoryError) -> HistoryError:
+        """The same error, with the file and line filled in from this history."""
+        line = exc.line
+        if line is None and exc.index is not None and 0 <= exc.index < len(self.lines):
+            line = self.lines[exc.index]
+        return HistoryError(exc.message, index=exc.index, line=line, path=self.path)
+
+
+@dataclass(slots=True)
+class Operation:
+    """One client operation: an invocation paired with its completion (if any)."""
+
+    id: int  # position among the paired ops of its history
+    process: Any
+    f: str
+    key: Any
+    value: Any  # the invoked value: write's value, cas's [from, to], add's element
+    output: Any  # the completion's value (what a read returned), None if none
+    status: str  # "ok", "fail" or "info" (info also for invocations never completed)
+    call: int  # position of the invocation in the history
+    ret: int | None  # position of the completion; None for info (open-ended)
+    compare_failed: bool = False
+    invoke_index: int = 0  # the `index` field of the invocation (or its position)
+    complete_index: int | None = None
+    error: Any = None
+
+    def describe(self) -> str:
+        """A short human form, e.g. `p3 cas k1 [1, 2] -> fail (compare failed)`."""
+        key = f" {self.key}" if self.key is not None else ""
+        if self.f in ("read", "get"):
+            out = "?" if self.status == "info" else _short(self.output)
+            return f"p{self.process} {self.f}{key} -> {out}"
+        text = f"p{self.process} {self.f}{key} {_short(self.value)}"
+        if self.compare_failed:
+            return text + " -> compare failed"
+        if self.status == "info":
+            return text + " -> ? (indeterminate)"
+        if self.status == "fail":
+            return text + " -> fail"
+        if self.f in ("dequeue",):
+            return text + f" -> {_short(self.output)}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "id": self.id,
+            "process": self.process,
+            "f": self.f,
+            "value": self.value,
+            "output": self.output,
+            "status": self.status,
+            "invoke_index": self.invoke_index,
+            "complete_index": self.complete_index,
+            "call": self.call,
+            "return": self.ret,
+            "text": self.describe(),
+        }
+        if self.key is not None:
+            d["key"] = self.key
+        if self.compare_failed:
+            d["compare_failed"] = True
+        return d
+
+
+def _short(v: Any, limit: int = 60) -> str:
+    if v is None:
+        return "nil"
+    s = str(v) if not isinstance(v, str) else repr(v)
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def is_client(op: dict) -> bool:
+    """Nemesis events are part of the history but not of any object's linearizability."""
+    return op.get("process") != NEMESIS
+
+
+def validate_op(op: Any, index: int) -> None:
+    """Reject an event that is not a history op, naming what is wrong."""
+    if not isinstance(op, dict):
+        raise HistoryError(f"expected an op (a map), got {type(op).__name__}", index=index)
+    t = op.get("type")
+    if t not in OP_TYPES:
+        raise HistoryError(
+            f"unknown op type {t!r} (expected one of {', '.join(OP_TYPES)})", index=index
+        )
+    if "process" not in op:
+        raise HistoryError("op has no process", index=index)
+    if not isinstance(op.get("f"), str):
+        raise HistoryError(f"op has no function name (f), got {op.get('f')!r}", index=index)
+
+
+def pair(ops: list[dict]) -> list[Operation]:
+    """Pair each invocation with its process's next completion.
+
+    Nemesis events are skipped. An invocation that is never completed is `info` (it may have
+    taken effect). A completion without an invocation, a second invocation while one is pending,
+    or a completion whose `f` differs from its invocation's is a HistoryError.
+    """
+    pending: dict[Any, Operation] = {}
+    out: list[Operation] = []
+    for pos, op in enumerate(ops):
+        validate_op(op, pos)
+        if not is_client(op):
+            continue
+        proc = op["process"]
+        try:
+            hash(proc)
+        except TypeError:
+            raise HistoryError(f"process must be an id, got {proc!r}", index=pos) from None
+        t = op["type"]
+        if t == "invoke":
+            prev = pending.get(proc)
+            if prev is not None:
+                raise HistoryError(
+                    f"process {proc} invoked {op['f']} while its {prev.f} invoked at op "
+                    f"{prev.call} is still pending (a process runs one op at a time)",
+                    index=pos,
+                )
+            o = Operation(
+                id=len(out),
+                process=proc,
+                f=op["f"],
+                key=op.get("key"),
+                value=op.get("value"),
+                output=None,
+                status="info",
+                call=pos,
+                ret=None,
+                invoke_index=op.get("index", pos),
+            )
+            pending[proc] = o
+            out.append(o)
+            continue
+        o = pending.pop(proc, None)
+        if o is None:
+            raise HistoryError(
+                f"{t} of {op['f']} by process {proc} has no invocation before it", index=pos
+            )
+        if op["f"] != o.f:
+            raise HistoryError(
+                f"{t} of {op['f']} by process {proc} completes an invocation of {o.f} "
+                f"(op {o.call})",
+                index=pos,
+            )
+        if "key" in op and op["key"] != o.key:
+            raise HistoryError(
+                f"{t} by process {proc} names key {op['key']!r} but its invocation named "
+                f"{o.key!r}",
+                index=pos,
+            )
+        o.status = t
+        o.complete_index = op.get("index", pos)
+        o.error = op.get("error")
+        if op.get("compare_failed"):
+            if t != "fail" or o.f != "cas":
+                raise HistoryError(
+                    "compare_failed is only meaningful on a fail of a cas", index=pos
+                )
+            o.compare_failed = True
+        if t == "info":
+            continue  # open-ended: may take effect at any later time, or never
+        o.ret = pos
+        o.output = op.get("value")
+    return out
+
+
+def load(path: str | Path, fmt: str | None = None) -> list[dict]:
+    """Ops of a history file in the DESIGN.md JSONL shape (see `read` for formats)."""
+    return read(path, fmt).ops
+
+
+def read(path: str | Path, fmt: str | None = None) -> History:
+    """Read a history file; `fmt` is jsonl, edn, porcupine, porcupine-etcd, porcupine-kv or
+    None to detect it from the name and content."""
+    from checkers import formats
+
+    return formats.read(path, fmt)

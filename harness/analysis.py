@@ -1,12 +1,30 @@
-"""Every checker over a stored run. The returned dict is results.json."""
+"""Every checker over a stored run. The returned dict is results.json.
+
+Layout:
+
+    {"valid": true | false | "unknown",      # merged: false > unknown > true
+     "reason": str | null,                  # the first checker that decided the verdict
+     "run": {"test", "workload", "seed", "nodes", "nemesis", "time_limit", "bugs", ...},
+     "checkers": {"linearizability": {...}, "set": {...}, "agreement": {...},
+                  "exactly-once": {...}, "availability": {...}},
+     "perf": {"windows": {"warmup": {...}, "faults": {...}, "recovery": {...}},
+              "recovery": {...}, "fast_path": {...}}}
+
+A checker that crashes gives `{"valid": "unknown", "error": ...}`: harness trouble is never a
+verdict on the system, and never throws the other checkers' results away.
+"""
 
 from __future__ import annotations
 
 import json
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 _RANK = {False: 0, "unknown": 1, True: 2}
+# The order in which checkers are listed and a verdict's reason is chosen.
+ORDER = ("linearizability", "set", "agreement", "exactly-once", "availability")
 
 
 def merge_valid(verdicts: list[Any]) -> Any:
@@ -18,7 +36,11 @@ def merge_valid(verdicts: list[Any]) -> Any:
 
 def load_history(run_dir: Path) -> list[dict]:
     ops = []
-    with open(run_dir / "history.jsonl", encoding="utf-8") as f:
+    try:
+        f = open(Path(run_dir) / "history.jsonl", encoding="utf-8")
+    except FileNotFoundError:
+        return ops
+    with f:
         for line in f:
             line = line.strip()
             if line:
@@ -30,17 +52,109 @@ def load_history(run_dir: Path) -> list[dict]:
     return ops
 
 
+def _read_json(path: Path, default: Any = None) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def load_nodes(run_dir: Path, config: dict) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(logs, statuses) by node id from nodes/<id>/{log,status}.json; None where missing."""
+    nodes_dir = Path(run_dir) / "nodes"
+    ids = set()
+    n = config.get("nodes")
+    if isinstance(n, int):
+        ids |= {f"n{i}" for i in range(1, n + 1)}
+    if nodes_dir.is_dir():
+        ids |= {p.name for p in nodes_dir.iterdir() if p.is_dir()}
+    logs = {i: _read_json(nodes_dir / i / "log.json") for i in sorted(ids)}
+    statuses = {i: _read_json(nodes_dir / i / "status.json") for i in sorted(ids)}
+    return logs, statuses
+
+
+def run_info(config: dict, run_dir: Path) -> dict[str, Any]:
+    keys = ("workload", "seed", "nodes", "nemesis", "time_limit", "concurrency", "rate",
+            "backend", "bugs", "bug_nodes")
+    info = {k: config.get(k) for k in keys if k in config}
+    info["test"] = config.get("name") or Path(run_dir).parent.name
+    info["run_id"] = Path(run_dir).name
+    return info
+
+
+def _guarded(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        result = fn()
+    except Exception as exc:  # noqa: BLE001 - a checker's crash is harness trouble, not a verdict
+        return {"valid": "unknown", "reason": f"checker error: {type(exc).__name__}: {exc}",
+                "error": traceback.format_exc(limit=5)}
+    return result
+
+
+def _linearizability(client_ops: list[dict]) -> dict[str, Any]:
+    try:
+        from checkers.linearizability import check
+    except ImportError as exc:
+        return {"valid": "unknown", "reason": f"linearizability checker unavailable: {exc}"}
+    return check(client_ops, model="kv")
+
+
 def analyze(run_dir: Path) -> dict[str, Any]:
+    from checkers import agreement, availability, exactly_once, perf, set_checker
+
     run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
+    config = _read_json(run_dir / "config.json", {}) or {}
     history = load_history(run_dir)
+    phases = _read_json(run_dir / "phases.json", []) or []
+    samples = _read_json(run_dir / "status-samples.json", []) or []
+    logs, statuses = load_nodes(run_dir, config)
     client_ops = [op for op in history if op.get("process") != "nemesis"]
+    by_phase = {p.get("name"): p for p in phases}
     checkers: dict[str, dict[str, Any]] = {}
     workload = config.get("workload")
     if workload == "register":
-        from checkers.linearizability import check
+        checkers["linearizability"] = _guarded(lambda: _linearizability(client_ops))
+    elif workload == "set":
+        start = (by_phase.get("final-reads") or {}).get("start")
+        checkers["set"] = _guarded(lambda: set_checker.check(history, "set", start))
+    if logs:
+        checkers["agreement"] = _guarded(lambda: agreement.check(logs, statuses))
+        checkers["exactly-once"] = _guarded(lambda: exactly_once.check(history, logs))
+    else:
+        checkers["agreement"] = {"valid": "unknown", "reason": "no node logs were collected"}
+    checkers["availability"] = _guarded(lambda: availability.check(history, phases))
+    checkers = {k: checkers[k] for k in ORDER if k in checkers}
 
-        result = check(client_ops, model="kv")
-        checkers["linearizability"] = result
     verdict = merge_valid([c.get("valid") for c in checkers.values()])
-    return {"valid": verdict, "checkers": checkers, "perf": {}}
+    reason = None
+    for name, c in checkers.items():
+        if c.get("valid") == verdict and verdict is not True:
+            reason = f"{name}: {c.get('reason') or 'no reason given'}"
+            break
+    perf_result: dict[str, Any] = {}
+    try:
+        perf_result["windows"] = perf.windows(history, phases, samples)
+    except Exception as exc:  # noqa: BLE001 - performance figures are never worth a lost verdict
+        perf_result["error"] = f"{type(exc).__name__}: {exc}"
+    perf_result["recovery"] = (checkers["availability"].get("recovery")
+                               if "recovery" in checkers["availability"] else None)
+    perf_result["fast_path"] = fast_path_summary(perf_result.get("windows") or {})
+    return {"valid": verdict, "reason": reason, "run": run_info(config, run_dir),
+            "checkers": checkers, "perf": perf_result}
+
+
+def fast_path_summary(windows: dict[str, Any]) -> dict[str, Any]:
+    """Before (warm-up) against after (recovery): the ok-op p50/p99 and throughput ratios."""
+    before, after = windows.get("warmup"), windows.get("recovery")
+    out: dict[str, Any] = {}
+    if not before or not after:
+        return out
+    for q in ("p50", "p99"):
+        a = before["latency_ms"]["all"].get(q)
+        b = after["latency_ms"]["all"].get(q)
+        out[f"{q}_before_ms"], out[f"{q}_after_ms"] = a, b
+        out[f"{q}_ratio"] = round(b / a, 3) if a and b is not None else None
+    a, b = before.get("throughput"), after.get("throughput")
+    out["throughput_before"], out["throughput_after"] = a, b
+    out["throughput_ratio"] = round(b / a, 3) if a and b is not None else None
+    return out

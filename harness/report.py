@@ -1,0 +1,519 @@
+"""The run report: `report.html` and `timeline.html`, self-contained pages in the run directory.
+
+Plots are matplotlib figures (Agg backend) inlined as base64 PNG; pages are jinja2 templates from
+`harness/templates/` (loaded with importlib.resources). Links to node logs and to the JSON files
+are relative, so a run directory can be moved or served as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import importlib.resources
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from checkers.perf import NEMESIS, Op, pair_ops, time_series
+from harness.analysis import load_history
+
+VERDICT_TEXT = {True: "PASS", False: "FAIL", "unknown": "UNKNOWN"}
+VERDICT_CLASS = {True: "valid", False: "invalid", "unknown": "unknown"}
+TIMELINE_MAX_OPS = 20000
+
+# nemesis f that opens / closes a fault interval, by kind
+FAULT_START = {"start-partition": "partition", "start-delay": "delay", "pause": "pause",
+               "kill": "kill"}
+FAULT_STOP = {"stop-partition": "partition", "stop-delay": "delay", "resume": "pause",
+              "restart": "kill"}
+
+
+# ------------------------------------------------------------------------------- templates
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    def load(name: str) -> str:
+        return (importlib.resources.files("harness") / "templates" / name).read_text("utf-8")
+
+    env = jinja2.Environment(loader=jinja2.FunctionLoader(load), autoescape=True,
+                             trim_blocks=True, lstrip_blocks=True,
+                             undefined=jinja2.ChainableUndefined)
+    env.filters["ms"] = fmt_ms
+    env.filters["num"] = fmt_num
+    env.filters["verdict"] = lambda v: VERDICT_TEXT.get(v, str(v))
+    env.filters["vclass"] = lambda v: VERDICT_CLASS.get(v, "unknown")
+    env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=1, default=str)
+    env.filters["short"] = short
+    return env
+
+
+def render(name: str, **context: Any) -> str:
+    return environment().get_template(name).render(**context)
+
+
+def fmt_ms(v: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 1000 else f"{v:,.0f}"
+
+
+def fmt_num(v: Any, digits: int = 2) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def short(v: Any, limit: int = 120) -> str:
+    s = v if isinstance(v, str) else json.dumps(v, default=str)
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------------------- run contents
+
+
+def _read_json(path: Path, default: Any = None) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def fault_intervals(history: list[dict], end_ns: int) -> list[dict[str, Any]]:
+    """Fault intervals from the nemesis ops: a start op opens one, its stop (or the final heal)
+    closes it; one still open at the end of the history lasts to the end."""
+    opened: dict[str, list[dict[str, Any]]] = {}
+    out: list[dict[str, Any]] = []
+    for op in history:
+        if op.get("process") != NEMESIS or op.get("type") != "invoke":
+            continue
+        f, t = op.get("f"), int(op.get("time") or 0)
+        if f in FAULT_START:
+            kind = FAULT_START[f]
+            value = op.get("value") if isinstance(op.get("value"), dict) else {}
+            nodes = op.get("node") or []
+            if kind in ("pause", "kill"):
+                label = f"{kind} {','.join(nodes) if nodes else '?'}"
+            else:
+                label = f"{kind} {value.get('shape', '')}".strip()
+            fault = {"kind": kind, "f": f, "start": t, "end": None, "label": label,
+                     "nodes": nodes, "value": value}
+            opened.setdefault(kind, []).append(fault)
+            out.append(fault)
+        elif f in FAULT_STOP and opened.get(FAULT_STOP[f]):
+            opened[FAULT_STOP[f]].pop(0)["end"] = t
+        elif f == "heal":
+            for faults in opened.values():
+                for fault in faults:
+                    fault["end"] = t
+            opened.clear()
+    for fault in out:
+        if fault["end"] is None:
+            fault["end"] = end_ns
+            fault["label"] += " (never stopped)"
+        fault["start_s"] = fault["start"] / 1e9
+        fault["end_s"] = fault["end"] / 1e9
+        fault["duration_s"] = (fault["end"] - fault["start"]) / 1e9
+    return out
+
+
+def nemesis_events(history: list[dict]) -> list[dict[str, Any]]:
+    rows = []
+    for op in history:
+        if op.get("process") == NEMESIS and op.get("type") != "invoke":
+            rows.append({"time_s": (op.get("time") or 0) / 1e9, "f": op.get("f"),
+                         "node": op.get("node"), "value": op.get("value")})
+    return rows
+
+
+def node_rows(run_dir: Path) -> list[dict[str, Any]]:
+    nodes_dir = run_dir / "nodes"
+    if not nodes_dir.is_dir():
+        return []
+    rows = []
+    for d in sorted(p for p in nodes_dir.iterdir() if p.is_dir()):
+        status = _read_json(d / "status.json")
+        log = _read_json(d / "log.json")
+        rows.append({
+            "id": d.name,
+            "status": status if isinstance(status, dict) else None,
+            "log_entries": len(log.get("entries") or []) if isinstance(log, dict) else None,
+            "files": [f.name for f in sorted(d.iterdir()) if f.is_file()],
+        })
+    return rows
+
+
+# ------------------------------------------------------------------------------------ plots
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; must precede pyplot's first import
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+OUTCOME_COLOURS = {"ok": "#2a9d3f", "fail": "#d62728", "info": "#f29e1a"}
+MARKERS = {"read": "o", "write": "s", "cas": "^", "add": "D"}
+FAULT_COLOURS = {"partition": "#6baed6", "pause": "#9e9ac8", "kill": "#fc9272",
+                 "delay": "#fdae6b"}
+PHASE_COLOUR = "#555555"
+
+
+def to_data_uri(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    _plt().close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _decorate(ax: Any, faults: list[dict], phases: list[dict], heal_s: float | None,
+              label_faults: bool = True) -> None:
+    """Shade fault intervals (labelled with kind and targets) and mark phase boundaries."""
+    lanes: list[float] = []  # end of the last label in each lane, so labels do not overlap
+    for fault in faults:
+        colour = FAULT_COLOURS.get(fault["kind"], "#cccccc")
+        ax.axvspan(fault["start_s"], fault["end_s"], color=colour, alpha=0.3, lw=0)
+        if not label_faults:
+            continue
+        lane = next((i for i, end in enumerate(lanes) if end <= fault["start_s"]), None)
+        if lane is None:
+            lane = len(lanes)
+            lanes.append(0.0)
+        lanes[lane] = fault["end_s"]
+        ax.annotate(fault["label"], xy=(fault["start_s"], 1.0),
+                    xycoords=("data", "axes fraction"), xytext=(2, -9 - 9 * (lane % 4)),
+                    textcoords="offset points", fontsize=7, color="#222222")
+    for p in phases:
+        if p.get("start") is None:
+            continue
+        x = p["start"] / 1e9
+        ax.axvline(x, color=PHASE_COLOUR, ls="--", lw=0.7)
+        ax.annotate(p["name"], xy=(x, 0.0), xycoords=("data", "axes fraction"), xytext=(2, 2),
+                    textcoords="offset points", fontsize=7, color=PHASE_COLOUR)
+    if heal_s is not None:
+        ax.axvline(heal_s, color="#2a9d3f", lw=1.2)
+        ax.annotate("final heal", xy=(heal_s, 0.5), xycoords=("data", "axes fraction"),
+                    xytext=(2, 0), textcoords="offset points", fontsize=7, color="#2a9d3f",
+                    rotation=90)
+
+
+def _figure(height: float = 3.4) -> tuple[Any, Any]:
+    fig, ax = _plt().subplots(figsize=(11, height))
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def _legend(ax: Any) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
+
+
+def plot_latency(ops: list[Op], faults: list[dict], phases: list[dict],
+                 heal_s: float | None) -> str:
+    """Each completed op's latency at its invocation time, coloured by outcome, marked by f."""
+    fig, ax = _figure(4.0)
+    done = [o for o in ops if o.end is not None]
+    for status in ("ok", "fail", "info"):
+        for f in sorted({o.f for o in done}):
+            pts = [o for o in done if o.status == status and o.f == f]
+            if pts:
+                ax.scatter([o.start / 1e9 for o in pts],
+                           [max(0.01, (o.end - o.start) / 1e6) for o in pts],  # type: ignore
+                           s=8, marker=MARKERS.get(f, "o"), c=OUTCOME_COLOURS[status],
+                           alpha=0.65, linewidths=0, label=f"{f} {status}")
+    ax.set_yscale("log")
+    ax.set_xlabel("time since start (s)")
+    ax.set_ylabel("latency (ms)")
+    if not done:
+        ax.text(0.5, 0.5, "no completed operations", transform=ax.transAxes, ha="center")
+    _decorate(ax, faults, phases, heal_s)
+    _legend(ax)
+    return to_data_uri(fig)
+
+
+def bucket_size(duration_s: float) -> float:
+    """About 40 to 80 buckets over the run, on a readable step."""
+    for step in (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0):
+        if duration_s / step <= 80:
+            return step
+    return 120.0
+
+
+def plot_quantiles(ops: list[Op], faults: list[dict], phases: list[dict],
+                   heal_s: float | None, step: float) -> str:
+    series = time_series(ops, step)
+    fig, ax = _figure()
+    for name, colour in (("p50", "#1f77b4"), ("p95", "#9467bd"), ("p99", "#d62728"),
+                         ("max", "#7f7f7f")):
+        ys = [y if y is not None else float("nan") for y in series[name]]
+        if any(y == y for y in ys):
+            ax.plot(series["t"], ys, label=name, color=colour, lw=1.1, marker=".", ms=3)
+    ax.set_yscale("log")
+    ax.set_xlabel("time since start (s)")
+    ax.set_ylabel("ok latency (ms)")
+    _decorate(ax, faults, phases, heal_s, label_faults=False)
+    _legend(ax)
+    return to_data_uri(fig)
+
+
+def plot_throughput(ops: list[Op], faults: list[dict], phases: list[dict],
+                    heal_s: float | None, step: float) -> str:
+    series = time_series(ops, step)
+    fig, ax = _figure()
+    for status in ("ok", "fail", "info"):
+        if series[status]:
+            ax.plot(series["t"], series[status], label=status, color=OUTCOME_COLOURS[status],
+                    lw=1.2, drawstyle="steps-mid")
+    ax.set_xlabel("time since start (s)")
+    ax.set_ylabel("completions per second")
+    ax.set_ylim(bottom=0)
+    _decorate(ax, faults, phases, heal_s, label_faults=False)
+    _legend(ax)
+    return to_data_uri(fig)
+
+
+def plot_windows(windows: dict[str, Any]) -> str:
+    names = list(windows)
+    fig, ax = _plt().subplots(figsize=(8, 3.0))
+    width = 0.25
+    for i, (q, colour) in enumerate((("p50", "#1f77b4"), ("p95", "#9467bd"),
+                                     ("p99", "#d62728"))):
+        ys = [windows[n]["latency_ms"]["all"].get(q) or 0 for n in names]
+        ax.bar([x + (i - 1) * width for x in range(len(names))], ys, width, label=q,
+               color=colour)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("ok latency (ms)")
+    ax2 = ax.twinx()
+    ax2.plot(range(len(names)), [windows[n].get("throughput") or 0 for n in names],
+             color="#2a9d3f", marker="o", label="ok ops/s")
+    ax2.set_ylabel("ok ops/s")
+    ax2.set_ylim(bottom=0)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, loc="upper left", bbox_to_anchor=(1.1, 1.0), fontsize=8,
+              frameon=False)
+    return to_data_uri(fig)
+
+
+# --------------------------------------------------------------------------- window table
+
+
+def window_rows(windows: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the fast-path window table: {"label", "values": [per window], "kind"}.
+
+    Shared with `harness compare`, which puts two runs' rows side by side."""
+    names = list(windows)
+    fs = sorted({f for w in windows.values() for f in w["latency_ms"] if f != "all"})
+    rows: list[dict[str, Any]] = []
+
+    def add(label: str, get: Any, kind: str = "num", better: str | None = None) -> None:
+        vals = []
+        for n in names:
+            try:
+                vals.append(get(windows[n]))
+            except (KeyError, TypeError):
+                vals.append(None)
+        rows.append({"label": label, "cells": vals, "kind": kind, "better": better})
+
+    add("duration (s)", lambda w: w["duration_s"])
+    add("ops invoked", lambda w: w["invoked"], "int")
+    add("ok", lambda w: w["ok"], "int")
+    add("fail", lambda w: w["fail"], "int", "lower")
+    add("info", lambda w: w["info"], "int", "lower")
+    add("ok rate", lambda w: w["ok_rate"], "num", "higher")
+    add("throughput (ok/s)", lambda w: w["throughput"], "num", "higher")
+    for q in ("p50", "p95", "p99", "max"):
+        add(f"latency {q} (ms)", lambda w, q=q: w["latency_ms"]["all"][q], "ms", "lower")
+    for f in fs:
+        for q in ("p50", "p99"):
+            add(f"{f} {q} (ms)", lambda w, f=f, q=q: w["latency_ms"][f][q], "ms", "lower")
+    add("elections", lambda w: w["counters"]["elections"], "int", "lower")
+    add("Phase-1 rounds", lambda w: w["counters"]["phase1_rounds"], "int", "lower")
+    add("Phase-2 rounds", lambda w: w["counters"]["phase2_rounds"], "int")
+    add("commits (counter sum)", lambda w: w["counters"]["commits"], "int")
+    add("slots chosen", lambda w: w["counters"]["slots_chosen"], "int")
+    add("Phase-1 rounds per commit", lambda w: w["counters"]["phase1_per_commit"], "num",
+        "lower")
+    add("commits without Phase 1", lambda w: w["counters"]["fast_path_fraction"], "num",
+        "higher")
+    return rows
+
+
+# ---------------------------------------------------------------------------------- report
+
+
+def _lin_explanation(run_dir: Path, results: dict[str, Any]) -> str | None:
+    """Write linearizability.html (the checker's own explanation page) when it failed."""
+    lin = (results.get("checkers") or {}).get("linearizability") or {}
+    if lin.get("valid") is not False:
+        return None
+    try:
+        from checkers.explain import render_html
+    except ImportError:
+        return None
+    (run_dir / "linearizability.html").write_text(
+        render_html(lin, title=f"Linearizability: {run_dir.parent.name}/{run_dir.name}"),
+        encoding="utf-8")
+    return "linearizability.html"
+
+
+def write_report(run_dir: Path, results: dict) -> Path:
+    """Write report.html and timeline.html into the run directory; return report.html's path."""
+    run_dir = Path(run_dir)
+    history = load_history(run_dir)
+    config = _read_json(run_dir / "config.json", {}) or {}
+    phases = [p for p in (_read_json(run_dir / "phases.json", []) or []) if isinstance(p, dict)]
+    ops = pair_ops(history)
+    end_ns = max([int(op.get("time") or 0) for op in history] + [0])
+    faults = fault_intervals(history, end_ns)
+    heals = [op for op in history if op.get("process") == NEMESIS and op.get("f") == "heal"]
+    heal_s = (heals[-1].get("time") or 0) / 1e9 if heals else None
+    duration_s = end_ns / 1e9
+    step = bucket_size(duration_s)
+    perf = results.get("perf") or {}
+    windows = perf.get("windows") or {}
+    plots = []
+    plot_errors = []
+    specs = [
+        ("latency", "Latency over time",
+         "Every completed operation at its invocation time; colour is the outcome, the marker "
+         "its kind. Shaded: fault intervals (labelled); dashed: phase boundaries; green: the "
+         "final heal.", lambda: plot_latency(ops, faults, phases, heal_s)),
+        ("quantiles", "Latency quantiles over time",
+         f"p50, p95, p99 and max latency of ok operations completing in each {step:g} s.",
+         lambda: plot_quantiles(ops, faults, phases, heal_s, step)),
+        ("throughput", "Throughput over time",
+         f"Completions per second by outcome, in {step:g} s buckets.",
+         lambda: plot_throughput(ops, faults, phases, heal_s, step)),
+    ]
+    if windows:
+        specs.append(("windows", "Fast path per window",
+                      "Latency quantiles of ok operations (bars) and ok throughput (line) in "
+                      "each window.", lambda: plot_windows(windows)))
+    for ident, title, caption, make in specs:
+        try:
+            plots.append({"id": ident, "title": title, "caption": caption, "src": make()})
+        except Exception as exc:  # noqa: BLE001 - one broken plot must not cost the report
+            plot_errors.append(f"{title}: {type(exc).__name__}: {exc}")
+    lin_page = _lin_explanation(run_dir, results)
+    timeline_path = write_timeline(run_dir, history, ops, results)
+    checkers = results.get("checkers") or {}
+    page = render(
+        "report.html.j2",
+        title=f"{(results.get('run') or {}).get('test') or run_dir.parent.name} / {run_dir.name}",
+        results=results,
+        run=results.get("run") or {},
+        config=config,
+        checkers=checkers,
+        windows=windows,
+        window_names=list(windows),
+        window_rows=window_rows(windows) if windows else [],
+        recovery=perf.get("recovery") or {},
+        fast_path=perf.get("fast_path") or {},
+        plots=plots,
+        plot_errors=plot_errors,
+        faults=faults,
+        nemesis=nemesis_events(history),
+        phases=phases,
+        nodes=node_rows(run_dir),
+        lin=checkers.get("linearizability"),
+        lin_page=lin_page,
+        timeline=timeline_path.name,
+        counts={t: sum(1 for o in ops if o.status == t) for t in ("ok", "fail", "info")},
+        n_ops=len(ops),
+        details=_details(checkers),
+        files=[f for f in ("results.json", "history.jsonl", "config.json", "phases.json",
+                           "status-samples.json", "plan.json") if (run_dir / f).exists()],
+    )
+    out = run_dir / "report.html"
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
+def _details(checkers: dict[str, Any]) -> dict[str, dict[str, list]]:
+    """Per checker: its scalar figures (a table) and its lists and maps (shown as JSON)."""
+    out = {}
+    skip = {"valid", "reason", "failure", "error"}
+    for name, c in checkers.items():
+        scalars, blocks = [], []
+        for k, v in c.items():
+            if k in skip:
+                continue
+            if isinstance(v, (dict, list)):
+                if v:
+                    blocks.append((k, json.dumps(v, indent=1, default=str)[:20000]))
+            else:
+                scalars.append((k, v))
+        out[name] = {"scalars": scalars, "blocks": blocks}
+    return out
+
+
+# -------------------------------------------------------------------------------- timeline
+
+TIMELINE_ROW_PX = 6
+TIMELINE_COL_PX = 150
+
+
+def write_timeline(run_dir: Path, history: list[dict], ops: list[Op],
+                   results: dict[str, Any]) -> Path:
+    """timeline.html: one column per process, ops as boxes from invocation to completion, in
+    history order (Jepsen's layout: concurrency shows as overlap)."""
+    shown = ops[:TIMELINE_MAX_OPS]
+    last_index = max([int(op.get("index", i)) for i, op in enumerate(history)] + [0])
+    processes = sorted({o.process for o in shown}, key=lambda p: (str(type(p)), p))
+    col = {p: i + 1 for i, p in enumerate(processes)}  # column 0: the nemesis
+    boxes = []
+    for o in shown:
+        end_index = o.complete_index if o.complete_index is not None else last_index
+        latency = f"{(o.end - o.start) / 1e6:.2f} ms" if o.end is not None else "never completed"
+        parts = [f"process {o.process}", f"{o.f} {o.key if o.key is not None else ''}",
+                 f"value {short(o.value, 80)}", f"-> {o.status}"]
+        if o.output is not None and o.f == "read":
+            parts.append(f"read {short(o.output, 200)}")
+        if o.error:
+            parts.append(f"error {o.error}")
+        parts += [f"latency {latency}", f"at {o.start / 1e9:.3f} s",
+                  f"history index {o.invoke_index}..{o.complete_index}"]
+        if o.client is not None:
+            parts.append(f"client {o.client} seq {o.seq}")
+        if o.node is not None:
+            parts.append(f"node {o.node}")
+        label_value = short(o.output if o.f == "read" and o.status == "ok" else o.value, 24)
+        boxes.append({
+            "left": col[o.process] * TIMELINE_COL_PX + 2,
+            "top": o.invoke_index * TIMELINE_ROW_PX,
+            "height": max(TIMELINE_ROW_PX - 1, (end_index - o.invoke_index) * TIMELINE_ROW_PX),
+            "cls": o.status,
+            "label": f"{o.f} {o.key if o.key is not None else ''} {label_value}",
+            "title": "\n".join(parts),
+        })
+    for op in history:
+        if op.get("process") == NEMESIS and op.get("type") == "invoke":
+            boxes.append({
+                "left": 2, "top": int(op.get("index", 0)) * TIMELINE_ROW_PX,
+                "height": 2 * TIMELINE_ROW_PX, "cls": "nemesis",
+                "label": f"{op.get('f')} {','.join(op.get('node') or [])}",
+                "title": f"{op.get('f')} {short(op.get('value'), 200)} nodes {op.get('node')} "
+                         f"at {(op.get('time') or 0) / 1e9:.3f} s",
+            })
+    page = render("timeline.html.j2", title=f"Timeline: {run_dir.parent.name}/{run_dir.name}",
+                  boxes=boxes, processes=processes, col_px=TIMELINE_COL_PX,
+                  height=(last_index + 3) * TIMELINE_ROW_PX,
+                  width=(len(processes) + 1) * TIMELINE_COL_PX + 4,
+                  truncated=len(ops) > TIMELINE_MAX_OPS, n_ops=len(ops),
+                  verdict=results.get("valid"))
+    out = run_dir / "timeline.html"
+    out.write_text(page, encoding="utf-8")
+    return out

@@ -1,0 +1,242 @@
+"""`harness image build`: the node's Docker image, built offline where nothing can be pulled.
+
+The choice, in order: the image is there -> nothing to do; the Dockerfile's base image is there
+or can be pulled -> build the Dockerfile on it; otherwise build a minimal Debian base with
+mmdebstrap from the host's own apt sources (docker/build-offline-base.sh), import it, and build
+the Dockerfile on that. The image holds only the runtime: the Docker backend copies the node's
+code into each container, so a cached image never runs stale code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DOCKER_DIR = REPO_ROOT / "docker"
+OFFLINE_SCRIPT = DOCKER_DIR / "build-offline-base.sh"
+DEFAULT_IMAGE = "paxos-node:latest"
+DEFAULT_BASE = "python:3.11-slim"
+BUILD_TIMEOUT_S = 1800.0
+
+
+class ImageError(Exception):
+    """The image could not be had: a one-line reason (a harness error, exit status 3)."""
+
+
+@dataclass
+class BuildResult:
+    tag: str
+    how: str  # "present" | "dockerfile" | "offline"
+    seconds: float
+    size_bytes: int
+    base: str | None = None
+    note: str | None = None
+    base_seconds: float | None = None  # of which building the offline base
+
+    def describe(self) -> str:
+        size = f"{self.size_bytes / 1e6:.1f} MB"
+        if self.how == "present":
+            return f"image {self.tag}: already there ({size}), nothing built"
+        where = "offline (mmdebstrap base from the host's apt sources)" if self.how == "offline" \
+            else "from the Dockerfile"
+        text = f"image {self.tag}: built {where} on {self.base} in {self.seconds:.1f} s"
+        if self.base_seconds is not None:
+            text += f" (base {self.base_seconds:.1f} s)"
+        text += f", {size}"
+        return text + (f"; {self.note}" if self.note else "")
+
+
+def docker_client(timeout: float = 120.0) -> Any:
+    """A Docker SDK client, or ImageError saying why there is none."""
+    try:
+        import docker
+    except ImportError:
+        raise ImageError("the docker Python package is missing: pip install "
+                         "'paxos-harness[docker]'") from None
+    try:
+        client = docker.from_env(timeout=int(timeout))
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure here means: no engine to talk to
+        raise ImageError(f"no Docker engine reachable ({type(exc).__name__}: {exc}); start "
+                         "dockerd or set DOCKER_HOST") from None
+    return client
+
+
+def host_codename() -> str:
+    """The host's release codename, from which the offline base is built."""
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("VERSION_CODENAME="):
+                value = line.split("=", 1)[1].strip().strip('"')
+                if value:
+                    return value
+    except OSError:
+        pass
+    raise ImageError("cannot tell the host's release (no VERSION_CODENAME in /etc/os-release); "
+                     "the offline base needs a Debian-like host")
+
+
+def default_base_tag() -> str:
+    return f"paxos-base:{host_codename()}"
+
+
+def image_size(client: Any, tag: str) -> int | None:
+    """The image's size in bytes, or None if there is no such image."""
+    import docker.errors
+
+    try:
+        return int(client.images.get(tag).attrs.get("Size") or 0)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def offline_sources() -> list[str]:
+    """The apt source lines the offline base would use (the host's, by apt-get indextargets)."""
+    out = subprocess.run(["bash", str(OFFLINE_SCRIPT), "--print-sources"], capture_output=True,
+                         text=True, timeout=60)
+    if out.returncode != 0:
+        raise ImageError(out.stderr.strip().splitlines()[-1] if out.stderr.strip()
+                         else f"{OFFLINE_SCRIPT.name} failed ({out.returncode})")
+    return [line for line in out.stdout.splitlines() if line.strip()]
+
+
+def build_offline_base(tag: str, timeout: float = BUILD_TIMEOUT_S,
+                       log: Any = sys.stderr) -> None:
+    """mmdebstrap | docker import, by the script in docker/ (usable without the harness)."""
+    if shutil.which("mmdebstrap") is None:
+        raise ImageError("cannot build the offline base: mmdebstrap is not installed "
+                         "(apt-get install mmdebstrap)")
+    if shutil.which("docker") is None:
+        raise ImageError("cannot build the offline base: the docker CLI is not installed")
+    if shutil.which("apt-get") is None:
+        raise ImageError("cannot build the offline base: the host has no apt-get to read its "
+                         "package sources from")
+    try:
+        proc = subprocess.run(["bash", str(OFFLINE_SCRIPT), tag], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ImageError(f"the offline base build took more than {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
+        print(tail, file=log)
+        raise ImageError(f"the offline base build failed (exit {proc.returncode}); its last "
+                         "lines are above")
+
+
+def build_dockerfile(client: Any, tag: str, base: str, timeout: float = BUILD_TIMEOUT_S) -> None:
+    import docker.errors
+
+    try:
+        client.images.build(path=str(DOCKER_DIR), tag=tag, buildargs={"BASE": base},
+                            pull=False, rm=True, forcerm=True, timeout=int(timeout),
+                            labels={"paxos-harness.base": base})
+    except docker.errors.BuildError as exc:
+        lines = [str(item.get("stream") or item.get("error") or "").rstrip()
+                 for item in exc.build_log]
+        tail = "\n".join(line for line in lines if line)[-2000:]
+        raise ImageError(f"docker build on {base} failed: {exc.msg}\n{tail}") from None
+    except docker.errors.APIError as exc:
+        raise ImageError(f"docker build on {base} failed: {exc.explanation or exc}") from None
+
+
+def try_pull(client: Any, image: str) -> str | None:
+    """Pull `image`; None if it is here now, else why not."""
+    import docker.errors
+
+    try:
+        client.images.pull(image)
+        return None
+    except docker.errors.APIError as exc:
+        return str(exc.explanation or exc).splitlines()[0]
+    except Exception as exc:  # noqa: BLE001 - a hung registry shows as a timeout, say so
+        return f"{type(exc).__name__}: {exc}"
+
+
+def ensure_image(tag: str = DEFAULT_IMAGE, base: str = DEFAULT_BASE, *, offline: bool = False,
+                 rebuild: bool = False, base_tag: str | None = None,
+                 timeout: float = BUILD_TIMEOUT_S, client: Any = None,
+                 log: Any = sys.stderr) -> BuildResult:
+    """Make sure `tag` exists, building it the cheapest way this machine allows."""
+    client = client or docker_client()
+    start = time.monotonic()
+    if not rebuild:
+        size = image_size(client, tag)
+        if size is not None:
+            return BuildResult(tag, "present", time.monotonic() - start, size)
+    note = None
+    base_seconds = None
+    how = "dockerfile"
+    if offline:
+        why = "--offline"
+    elif image_size(client, base) is not None:
+        why = None
+    else:
+        print(f"harness image: pulling {base} ...", file=log, flush=True)
+        why = try_pull(client, base)
+    if why is not None:
+        how = "offline"
+        note = f"{base} not usable: {why}" if why != "--offline" else None
+        base = base_tag or default_base_tag()
+        if rebuild or image_size(client, base) is None:
+            print(f"harness image: building the offline base {base} with mmdebstrap ...",
+                  file=log, flush=True)
+            base_start = time.monotonic()
+            build_offline_base(base, timeout=timeout, log=log)
+            base_seconds = time.monotonic() - base_start
+    print(f"harness image: building {tag} on {base} ...", file=log, flush=True)
+    build_dockerfile(client, tag, base, timeout=timeout)
+    size = image_size(client, tag)
+    if size is None:
+        raise ImageError(f"docker build reported success but {tag} is not there")
+    return BuildResult(tag, how, time.monotonic() - start, size, base=base, note=note,
+                       base_seconds=base_seconds)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="image_command", metavar="ACTION",
+                                parser_class=type(parser))
+    b = sub.add_parser("build", help="build the node image unless it is there",
+                       description="Build the node image: reuse it if present, else the "
+                       "Dockerfile on a base that is present or pullable, else an offline "
+                       "Debian base made with mmdebstrap from the host's apt sources.")
+    b.add_argument("--tag", default=os.environ.get("PAXOS_IMAGE", DEFAULT_IMAGE),
+                   help="image to build (default %(default)s)")
+    b.add_argument("--base", default=DEFAULT_BASE,
+                   help="the Dockerfile's base image when present or pullable "
+                   "(default %(default)s)")
+    b.add_argument("--offline", action="store_true",
+                   help="do not try the registry: build the offline base")
+    b.add_argument("--rebuild", action="store_true",
+                   help="build even if the image (and the offline base) is there")
+    b.add_argument("--base-tag", default=None,
+                   help="tag of the offline base (default paxos-base:<host codename>)")
+    b.add_argument("--timeout", type=float, default=BUILD_TIMEOUT_S,
+                   help="seconds the whole build may take (default %(default)s)")
+    b.add_argument("--print-sources", action="store_true",
+                   help="only print the apt sources the offline base would use")
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "image_command", None) != "build":
+        print("usage: harness image build [--tag TAG] [--offline] [--rebuild] ...",
+              file=sys.stderr)
+        return 3
+    try:
+        if args.print_sources:
+            print("\n".join(offline_sources()))
+            return 0
+        result = ensure_image(args.tag, args.base, offline=args.offline, rebuild=args.rebuild,
+                              base_tag=args.base_tag, timeout=args.timeout)
+    except ImageError as exc:
+        print(f"harness image: {exc}", file=sys.stderr)
+        return 3
+    print(result.describe())
+    return 0

@@ -69,6 +69,8 @@ def fmt_num(v: Any, digits: int = 2) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, float):
+        if v and abs(v) < 0.1:
+            return f"{v:.2g}"
         return f"{v:.{digits}f}"
     return str(v)
 

@@ -38,7 +38,8 @@ def merged_log(logs: dict[str, dict | None]) -> dict[int, Any]:
 
 def check(logs: dict[str, dict | None],
           statuses: dict[str, dict | None] | None = None) -> dict[str, Any]:
-    """Agreement of the chosen logs and convergence of the final states."""
+    """Agreement of the chosen logs and, when `statuses` are given, convergence of the final
+    states (statuses of None: convergence is not judged)."""
     reachable = sorted(n for n, log in logs.items() if isinstance(log, dict))
     unreachable = sorted(n for n, log in logs.items() if not isinstance(log, dict))
     slots: dict[int, dict[str, str]] = {}
@@ -67,7 +68,10 @@ def check(logs: dict[str, dict | None],
             compared += 1
         if len(set(values.values())) > 1:
             divergent.append({"slot": slot, "values": raw[slot]})
-    convergence = check_convergence(statuses or {})
+    if statuses is None:
+        convergence = {"valid": None, "reason": "not checked: no node statuses given"}
+    else:
+        convergence = check_convergence(statuses)
     result: dict[str, Any] = {
         "valid": True,
         "reason": None,

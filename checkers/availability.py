@@ -6,7 +6,7 @@
   final heal is `false` (the cluster did not recover); a run that never reached the final heal is
   `unknown`.
 - Recovery: the time from the final heal (the nemesis op `heal`) to the first ok completion, and
-  to the first point from which the median latency of the next ops is back within
+  to the first point at which the median latency of the last few ok ops is back within
   `factor` x the warm-up p50.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 from checkers.perf import NEMESIS, Op, pair_ops, quantile
 
 FACTOR = 1.5
-RECOVERY_RUN = 10  # ops whose median latency must be back under the threshold
+RECOVERY_RUN = 5  # recent ok ops whose median latency must be back under the threshold
 
 
 def final_heal_time(history: list[dict]) -> int | None:
@@ -51,18 +51,21 @@ def phase_rates(ops: list[Op], phases: list[dict]) -> dict[str, dict[str, Any]]:
 
 def latency_recovery(ops: list[Op], heal: int, baseline_ms: float | None,
                      until: int | None = None, factor: float = FACTOR) -> float | None:
-    """Seconds from the heal to the first ok op (invoked after it) from which the median of the
-    next RECOVERY_RUN ok latencies is within factor x baseline. None if never, or no baseline."""
+    """Seconds from the heal to the completion of the first ok op (invoked after the heal) at
+    which the median of the last RECOVERY_RUN ok latencies, that op's included, is within
+    factor x baseline: the majority of recent clients see warm-up latency again. None if never,
+    or without a baseline."""
     if baseline_ms is None:
         return None
     after = sorted((o for o in ops if o.status == "ok" and o.end is not None and o.start >= heal
                     and (until is None or o.start < until)), key=lambda o: o.end or 0)
     limit = factor * baseline_ms
+    need = min(RECOVERY_RUN, len(after))
     for i, o in enumerate(after):
-        run = [(x.end - x.start) / 1e6 for x in after[i:i + RECOVERY_RUN]]  # type: ignore
-        if len(run) < min(RECOVERY_RUN, len(after)) or not run:
-            break
-        if median(run) <= limit:
+        if i + 1 < need:
+            continue
+        recent = [(x.end - x.start) / 1e6 for x in after[i + 1 - need:i + 1]]  # type: ignore
+        if median(recent) <= limit:
             return round((o.end - heal) / 1e9, 4)  # type: ignore[operator]
     return None
 

@@ -150,10 +150,11 @@ svg rect.op:hover { stroke: #000; stroke-width: 2; }
 code { background: #f6f6f6; padding: 0 3px; }
 </style></head><body>
 <h1>{{ title }}</h1>
-<p class="verdict {{ verdict_class }}"><b>{{ verdict_text }}</b>{% if reason %}: {{ reason }}{% endif %}</p>
-<p>Model <code>{{ result.model }}</code>, {{ result.ops }} ops ({{ result.ok }} ok, {{ result.fail }}
-fail, {{ result.info }} info) over {{ result.keys }} key(s), {{ result.configurations }}
-configurations explored in {{ "%.3f"|format(result.seconds) }} s.</p>
+<p class="verdict {{ verdict_class }}"><b>{{ verdict_text }}</b>
+{%- if reason %}: {{ reason }}{% endif %}</p>
+<p>Model <code>{{ result.model }}</code>, {{ result.ops }} ops ({{ result.ok }} ok,
+{{ result.fail }} fail, {{ result.info }} info) over {{ result.keys }} key(s),
+{{ result.configurations }} configurations explored in {{ "%.3f"|format(result.seconds) }} s.</p>
 {% if f %}
 <h2>Timeline{% if f.key is not none %} of key {{ f.key }}{% endif %}</h2>
 <p class="legend"><span class="prefix">linearized prefix</span><span class="failing">cannot be
@@ -163,16 +164,21 @@ The shaded band is the failing op's interval; x is the position in the history; 
 end (info) may take effect any time after its start.</p>
 <div class="scroll">{{ svg }}</div>
 <h2>The op that cannot be linearized</h2>
-<p><code>{{ f.op.text }}</code> (history ops {{ f.op.invoke_index }}&ndash;{{ f.op.complete_index }})
-needs {{ f.requires }}. After the longest linearizable prefix found ({{ f.prefix_length }} ops)
+<p><code>{{ f.op.text }}</code>
+(history ops {{ f.op.invoke_index }}&ndash;{{ f.op.complete_index }}) needs {{ f.requires }}.
+After the longest linearizable prefix found ({{ f.prefix_length }} ops)
 the state is <code>{{ f.state }}</code>.</p>
 <h2>Concurrent ops</h2>
 <table><tr><th>op</th><th>history ops</th><th>status</th><th>in prefix</th></tr>
-{% for o in f.concurrent %}<tr><td><code>{{ o.text }}</code></td><td>{{ o.invoke_index }}&ndash;{{ o.complete_index if o.complete_index is not none else "" }}</td><td>{{ o.status }}</td><td>{{ "yes" if o.in_prefix else "no" }}</td></tr>
+{% for o in f.concurrent %}<tr><td><code>{{ o.text }}</code></td>
+<td>{{ o.invoke_index }}&ndash;{{ o.complete_index if o.complete_index is not none else "" }}</td>
+<td>{{ o.status }}</td><td>{{ "yes" if o.in_prefix else "no" }}</td></tr>
 {% endfor %}</table>
 <h2>End of the longest linearizable prefix</h2>
 <table><tr><th>#</th><th>op</th><th>state after</th></tr>
-{% for o in f.prefix_tail %}<tr><td>{{ f.prefix_length - f.prefix_tail|length + loop.index }}</td><td><code>{{ o.text }}</code></td><td><code>{{ o.state_after }}</code></td></tr>
+{% for o in f.prefix_tail %}
+<tr><td>{{ f.prefix_length - f.prefix_tail|length + loop.index }}</td>
+<td><code>{{ o.text }}</code></td><td><code>{{ o.state_after }}</code></td></tr>
 {% endfor %}</table>
 {% endif %}
 </body></html>

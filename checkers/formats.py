@@ -254,7 +254,7 @@ def parse_edn(text: str) -> History:
                 raise HistoryError(f"EDN syntax error: {msg}", line=ln) from None
     ops: list[dict] = []
     lines: list[int] = []
-    for (_, _, ln), v in zip(forms, values):
+    for (_, _, ln), v in zip(forms, values, strict=True):
         if not isinstance(v, dict):
             raise HistoryError(f"expected an op map, got {_edn_type(v)}", line=ln)
         op = {_edn_key(k): _from_edn(x) for k, x in v.items()}

@@ -65,6 +65,30 @@ def _entry_bytes(n_bits: int) -> int:
     return 190 + n_bits // 7
 
 
+def _order_calls(events: list[tuple[int, int, bool]], ops: list[Operation]) -> None:
+    """Reorder each run of consecutive call entries by return position, info ops last.
+
+    Only the order of calls relative to returns defines the real-time order, so this leaves
+    the verdict as it is; it makes the search try the op with the earliest deadline first,
+    which is more often the right one, so valid histories need less backtracking.
+    """
+    n = len(events)
+    i = 0
+    big = float("inf")
+    while i < n:
+        if not events[i][2]:
+            i += 1
+            continue
+        j = i
+        while j < n and events[j][2]:
+            j += 1
+        if j - i > 1:
+            run = events[i:j]
+            run.sort(key=lambda ev: (big if ops[ev[1]].ret is None else ops[ev[1]].ret, ev[0]))
+            events[i:j] = run
+        i = j
+
+
 def _account(used: list[int], old: int, new: int) -> int:
     used[0] += new - old
     return new
@@ -117,11 +141,27 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
         else:
             match[call_entry[i]] = e
     out.entry_op = entry_op
+    # Identical info ops (same kind and arguments) are interchangeable once invoked, since
+    # neither has a return: only the earliest-invoked unused one of each class is tried.
+    prev_same = [-1] * n
+    last_of: dict[Any, int] = {}
+    for i in sorted(range(n), key=lambda j: ops[j].call):
+        if not definite[i]:
+            try:
+                cls = (c.kind[i], c.a[i], c.b[i])
+                prev_same[i] = last_of.get(cls, -1)
+                last_of[cls] = i
+            except TypeError:
+                pass  # unhashable arguments: no symmetry
 
     kind, A, B = c.kind, c.a, c.b
     step_fn, append_fn = c.step, c.append
+    amemo: list[dict[Any, Any]] = [{} for _ in range(n)] if append_fn else []
+    values, value_ids = c.values, c.value_ids
     cache: dict[tuple[int, Any], Any] = {}
     cache_get = cache.get
+    # The stack of linearized ops: call entry (negated when the step was forced, see below)
+    # and the state before it.
     st_e: list[int] = []
     st_s: list[Any] = []
     push_e, push_s = st_e.append, st_s.append
@@ -134,11 +174,19 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
     configurations = 0
     entry_cost = _entry_bytes(n_def)
     accounted = 0  # bytes of this search's cache counted in used[0]
+    forced_scan = True
+    forced_hits = 0
     e = nx[0]
     while True:
         r = match[e]
         if r >= 0:
+            # a call entry: try to linearize its op now
             i = entry_op[e]
+            if not r:
+                ps = prev_same[i]
+                if ps >= 0 and not I & bitv[ps]:
+                    e = nx[e]  # an identical info op invoked earlier is still unused
+                    continue
             k = kind[i]
             if k == 0:  # READ
                 if s != A[i]:
@@ -159,8 +207,17 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                 ns = s
             elif k == 4:  # CAS_ANY
                 ns = B[i] if s == A[i] else s
-            elif k == 5:  # APPEND
-                ns = append_fn(s, A[i])  # type: ignore[misc]
+            elif k == 5:  # APPEND, inlined: nearly every append makes a new state
+                am = amemo[i]
+                ns = am.get(s)
+                if ns is None:
+                    nv = values[s]
+                    nv = A[i] if nv is None else nv + A[i]
+                    ns = value_ids.get(nv)
+                    if ns is None:
+                        ns = value_ids[nv] = len(values)
+                        values.append(nv)
+                    am[s] = ns
             else:
                 ns = step_fn(s, A[i])  # type: ignore[misc]
                 if ns is ILLEGAL:
@@ -169,80 +226,124 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
             if r:
                 nD = D | bitv[i]
                 nI = I
+            elif ns == s:
+                e = nx[e]  # an info op without effect here: the same as not using it
+                continue
             else:
                 nD = D
                 nI = I | bitv[i]
             key = (nD, ns)
             prev = cache_get(key)
+            dominated = False
             if prev is None:
                 cache[key] = nI
             elif prev.__class__ is int:
                 if prev & nI == prev:
-                    e = nx[e]  # seen with no more info ops used: nothing new below
-                    continue
-                cache[key] = nI if nI & prev == nI else [prev, nI]
+                    dominated = True  # seen with no more info ops used: nothing new below
+                else:
+                    cache[key] = nI if nI & prev == nI else [prev, nI]
             else:
                 for m in prev:
                     if m & nI == m:
+                        dominated = True
                         break
                 else:
                     prev[:] = [m for m in prev if m & nI != nI]
                     prev.append(nI)
-                    m = -1
-                if m != -1:
-                    e = nx[e]
-                    continue
-            push_e(e)
-            push_s(s)
-            s = ns
-            D = nD
-            I = nI  # noqa: E741
-            p = pv[e]
-            q = nx[e]
-            nx[p] = q
-            pv[q] = p
-            if r:
-                remaining -= 1
-                if remaining == 0:
-                    out.configurations = configurations + 1
-                    out.cache_size = len(cache)
-                    _account(used, accounted, 0)
-                    return out
-                p = pv[r]
-                q = nx[r]
+            # A definite op that leaves the state as it is (a read that matches, a failed
+            # compare) can be linearized now without loss: in any linearization from here it
+            # can be moved to this point. So it is forced: no other choice is tried here.
+            forced = r and ns == s
+            if not dominated:
+                push_e(-e if forced else e)
+                push_s(s)
+                s = ns
+                D = nD
+                I = nI  # noqa: E741
+                p = pv[e]
+                q = nx[e]
                 nx[p] = q
                 pv[q] = p
-            e = nx[0]
-            configurations += 1
-            if configurations & _CHECK_EVERY == 0:
-                accounted = _account(used, accounted, len(cache) * entry_cost)
-                out.configurations = configurations
-                yield
-                if time.monotonic() > budget.deadline:
-                    out.valid = "unknown"
-                    out.reason = (
-                        f"time limit of {budget.time_limit:g} s reached after "
-                        f"{configurations} configurations"
-                    )
-                    break
-                if used[0] > budget.memory_limit:
-                    out.valid = "unknown"
-                    out.reason = (
-                        f"memory limit of {budget.memory_limit_mb:g} MB reached "
-                        f"({len(cache)} memoized configurations)"
-                    )
-                    break
-        else:
-            # a return entry: its op had to be linearized by now
-            if e > best_e:
-                best_e = e
-                out.best_stack = st_e[:]
-                out.best_state = s
+                if r:
+                    remaining -= 1
+                    if remaining == 0:
+                        out.configurations = configurations + 1
+                        out.cache_size = len(cache)
+                        _account(used, accounted, 0)
+                        return out
+                    p = pv[r]
+                    q = nx[r]
+                    nx[p] = q
+                    pv[q] = p
+                # In the new configuration, take a forced step first if there is one: it
+                # costs no branching and shrinks what the other choices must consider.
+                e = nx[0]
+                if forced_scan:
+                    f = e
+                    while True:
+                        r = match[f]
+                        if r < 0:
+                            break
+                        if r:
+                            i = entry_op[f]
+                            k = kind[i]
+                            if k == 0:
+                                if s == A[i]:
+                                    e = f
+                                    break
+                            elif k == 3:
+                                if s != A[i]:
+                                    e = f
+                                    break
+                            elif k == 6:
+                                if step_fn(s, A[i]) == s:  # type: ignore[misc]
+                                    e = f
+                                    break
+                        f = nx[f]
+                    if r >= 0:
+                        forced_hits += 1
+                    if configurations == 4096 and forced_hits < 256:
+                        # rarely pays here (e.g. appends, whose reads seldom match early)
+                        forced_scan = False
+                configurations += 1
+                if configurations & _CHECK_EVERY == 0:
+                    accounted = _account(used, accounted, len(cache) * entry_cost)
+                    out.configurations = configurations
+                    yield
+                    if time.monotonic() > budget.deadline:
+                        out.valid = "unknown"
+                        out.reason = (
+                            f"time limit of {budget.time_limit:g} s reached after "
+                            f"{configurations} configurations"
+                        )
+                        break
+                    if used[0] > budget.memory_limit:
+                        out.valid = "unknown"
+                        out.reason = (
+                            f"memory limit of {budget.memory_limit_mb:g} MB reached "
+                            f"({len(cache)} memoized configurations)"
+                        )
+                        break
+                continue
+            if not forced:
+                e = nx[e]
+                continue
+            # a forced step into an explored configuration: this one is dead too
+        elif e > best_e:
+            # a return entry whose op is not linearized: the furthest point reached so far
+            best_e = e
+            out.best_stack = [x if x > 0 else -x for x in st_e]
+            out.best_state = s
+        # backtrack: undo the last choice (and the forced steps after it), try the next one
+        while True:
             if not st_e:
                 out.valid = False
                 break
             e = pop_e()
             s = pop_s()
+            forced = e < 0
+            if forced:
+                e = -e
             i = entry_op[e]
             r = match[e]
             if r:
@@ -254,7 +355,11 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                 I ^= bitv[i]  # noqa: E741
             pv[nx[e]] = e
             nx[pv[e]] = e
-            e = nx[e]
+            if not forced:
+                break
+        if out.valid is False:
+            break
+        e = nx[e]
     out.configurations = configurations
     out.best_e = best_e
     out.cache_size = len(cache)

@@ -49,6 +49,10 @@ class Compiled:
     step: Callable[[Any, Any], Any] | None = None  # GENERIC: (state, a) -> state | ILLEGAL
     append: Callable[[Any, Any], Any] | None = None  # APPEND: (state, arg) -> state
     decode: Callable[[Any], Any] = field(default=lambda s: s)
+    # the register family's interning table (state id -> value, value -> id), which the
+    # search extends inline for APPEND
+    values: list[Any] = field(default_factory=list)
+    value_ids: dict[Any, int] = field(default_factory=dict)
 
     def apply(self, state: Any, i: int) -> Any:
         """The state after op i from `state`, or ILLEGAL (slow path, for explanations)."""
@@ -193,7 +197,8 @@ class RegisterModel(Model):
                     r = memo[k] = intern(("" if cur is None else cur) + arg)
                 return r
 
-        return Compiled(kept, kind, a, b, definite, init, None, append_fn, values.__getitem__)
+        return Compiled(kept, kind, a, b, definite, init, None, append_fn, values.__getitem__,
+                        values, ids)
 
     def requirement(self, c: Compiled, i: int) -> str:
         k = c.kind[i]

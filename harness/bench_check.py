@@ -1,0 +1,181 @@
+"""`harness bench-check [DIR...]`: time the linearizability checker over a corpus directory.
+
+Prints one line per file (parse and check seconds, verdict, configurations explored, and the
+expected verdict when the directory has an EXPECTED.csv), then per subdirectory the total
+check time and the slowest file, and the peak memory (maximum RSS of this process, which
+bounds every file's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import json
+import resource
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+from checkers import formats, linearizability, models
+from checkers.history import HistoryError
+
+_SUFFIXES = (".log", ".txt", ".jsonl", ".edn")
+
+
+def _default_corpus() -> Path:
+    # the repository's sibling shared/ folder (../shared/corpora/porcupine)
+    return Path(__file__).resolve().parents[2] / "shared" / "corpora" / "porcupine"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "dirs",
+        nargs="*",
+        metavar="DIR",
+        help=f"corpus directories or files (default: {_default_corpus()})",
+    )
+    parser.add_argument("--model", choices=sorted(models.MODELS), help="override the model")
+    parser.add_argument("--format", choices=formats.FORMATS, help="override the format")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="check each file N times and keep the fastest (default 1)")
+    parser.add_argument("--time-limit", type=float, default=60.0, metavar="S")
+    parser.add_argument("--per-file-memory", action="store_true",
+                        help="also measure each file's peak Python heap (tracemalloc; an "
+                        "extra, untimed pass)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per file, then "
+                        "a summary object")
+    parser.add_argument("--quiet", "-q", action="store_true", help="only the summary")
+
+
+def _files(targets: list[Path]) -> list[tuple[Path, Path]]:
+    """(file, its corpus root) pairs, sorted."""
+    out = []
+    for t in targets:
+        if t.is_file():
+            out.append((t, t.parent))
+            continue
+        for p in sorted(t.rglob("*")):
+            if p.is_file() and p.suffix in _SUFFIXES:
+                out.append((p, t))
+    return out
+
+
+def _expected(root: Path) -> dict[str, bool]:
+    f = root / "EXPECTED.csv"
+    if not f.is_file():
+        return {}
+    with f.open(newline="") as fh:
+        return {
+            row["file"]: row["expected_linearizable"].strip().lower() == "true"
+            for row in csv.DictReader(fh)
+        }
+
+
+def _check(hist: Any, args: argparse.Namespace) -> dict[str, Any]:
+    name = args.model or hist.defaults.get("model") or (
+        "kv" if any(op.get("key") is not None for op in hist.ops) else "cas-register"
+    )
+    return linearizability.check(
+        hist.ops,
+        models.get(name, hist.defaults.get("initial")),
+        time_limit=args.time_limit,
+        explain=False,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    targets = [Path(d) for d in args.dirs] or [_default_corpus()]
+    for t in targets:
+        if not t.exists():
+            print(f"harness bench-check: {t}: no such file or directory", file=sys.stderr)
+            return 3
+    files = _files(targets)
+    if not files:
+        print("harness bench-check: no history files found", file=sys.stderr)
+        return 3
+    expected: dict[Path, dict[str, bool]] = {}
+    groups: dict[str, list[dict[str, Any]]] = {}
+    mismatches = 0
+    for path, root in files:
+        if root not in expected:
+            expected[root] = _expected(root)
+        rel = path.relative_to(root).as_posix()
+        try:
+            t0 = time.perf_counter()
+            hist = formats.read(path, args.format)
+            parse_s = time.perf_counter() - t0
+            best = float("inf")
+            result: dict[str, Any] = {}
+            for _ in range(max(1, args.repeat)):
+                gc.collect()
+                t1 = time.perf_counter()
+                result = _check(hist, args)
+                best = min(best, time.perf_counter() - t1)
+        except HistoryError as exc:
+            print(f"harness bench-check: {exc}", file=sys.stderr)
+            return 3
+        row: dict[str, Any] = {
+            "file": rel,
+            "parse_seconds": round(parse_s, 6),
+            "check_seconds": round(best, 6),
+            "valid": result["valid"],
+            "ops": result["ops"],
+            "configurations": result["configurations"],
+        }
+        exp = expected[root].get(rel)
+        if exp is not None:
+            row["expected"] = exp
+            if result["valid"] is not exp:
+                mismatches += 1
+        if args.per_file_memory:
+            gc.collect()
+            tracemalloc.start()
+            _check(hist, args)
+            row["peak_heap_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 2)
+            tracemalloc.stop()
+        group = rel.split("/")[0] if "/" in rel else root.name
+        groups.setdefault(group, []).append(row)
+        if args.json:
+            print(json.dumps(row), flush=True)
+        elif not args.quiet:
+            mark = "" if exp is None or result["valid"] is exp else "  MISMATCH"
+            mem = f" {row['peak_heap_mb']:8.2f} MB" if args.per_file_memory else ""
+            print(
+                f"{rel:32} parse {parse_s:7.4f} s  check {best:8.4f} s  "
+                f"{str(result['valid']):7} {result['configurations']:>9} conf{mem}{mark}",
+                flush=True,
+            )
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    summary: dict[str, Any] = {"groups": {}, "peak_rss_mb": round(peak_mb, 1),
+                               "mismatches": mismatches}
+    for g, rows in groups.items():
+        slow = max(rows, key=lambda r: r["check_seconds"])
+        info = {
+            "files": len(rows),
+            "check_seconds": round(sum(r["check_seconds"] for r in rows), 4),
+            "parse_seconds": round(sum(r["parse_seconds"] for r in rows), 4),
+            "slowest": slow["file"],
+            "slowest_seconds": slow["check_seconds"],
+        }
+        if args.per_file_memory:
+            info["max_peak_heap_mb"] = max(r["peak_heap_mb"] for r in rows)
+        summary["groups"][g] = info
+    if args.json:
+        print(json.dumps({"summary": summary}))
+    else:
+        print()
+        for g, info in summary["groups"].items():
+            extra = (f", max heap {info['max_peak_heap_mb']} MB"
+                     if "max_peak_heap_mb" in info else "")
+            print(
+                f"{g}: {info['files']} files, check {info['check_seconds']:.3f} s total "
+                f"(parse {info['parse_seconds']:.3f} s), slowest {info['slowest']} "
+                f"{info['slowest_seconds']:.3f} s{extra}"
+            )
+        print(f"peak memory (max RSS of this process): {summary['peak_rss_mb']} MB")
+        if mismatches:
+            print(f"{mismatches} verdict(s) differ from EXPECTED.csv")
+    return 1 if mismatches else 0

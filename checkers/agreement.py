@@ -88,7 +88,10 @@ def check(logs: dict[str, dict | None],
     }
     if divergent:
         d = divergent[0]
-        shown = ", ".join(f"{n}: {canonical(v)}" for n, v in sorted(d["values"].items()))
+        groups: dict[str, list[str]] = {}
+        for n, v in sorted(d["values"].items()):
+            groups.setdefault(canonical(v), []).append(n)
+        shown = "; ".join(f"{', '.join(ns)} hold {v}" for v, ns in groups.items())
         result["valid"] = False
         result["reason"] = (f"{len(divergent)} slot(s) hold different values on different "
                             f"nodes; first slot {d['slot']}: {shown}")

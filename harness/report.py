@@ -464,7 +464,7 @@ def _details(checkers: dict[str, Any]) -> dict[str, dict[str, list]]:
 
 # -------------------------------------------------------------------------------- timeline
 
-TIMELINE_ROW_PX = 6
+TIMELINE_ROW_PX = 7
 TIMELINE_COL_PX = 150
 
 
@@ -496,7 +496,7 @@ def write_timeline(run_dir: Path, history: list[dict], ops: list[Op],
         boxes.append({
             "left": col[o.process] * TIMELINE_COL_PX + 2,
             "top": o.invoke_index * TIMELINE_ROW_PX,
-            "height": max(TIMELINE_ROW_PX - 1, (end_index - o.invoke_index) * TIMELINE_ROW_PX),
+            "height": max(12, (end_index - o.invoke_index) * TIMELINE_ROW_PX - 1),
             "cls": o.status,
             "label": f"{o.f} {o.key if o.key is not None else ''} {label_value}",
             "title": "\n".join(parts),

@@ -109,8 +109,9 @@ def offline_sources() -> list[str]:
 
 
 def build_offline_base(tag: str, timeout: float = BUILD_TIMEOUT_S,
-                       log: Any = sys.stderr) -> None:
-    """mmdebstrap | docker import, by the script in docker/ (usable without the harness)."""
+                       log: Any = sys.stderr, extra_packages: tuple[str, ...] = ()) -> None:
+    """mmdebstrap | docker import, by the script in docker/ (usable without the harness).
+    `extra_packages` go in beside the node's own (the base has no apt to add them later)."""
     if shutil.which("mmdebstrap") is None:
         raise ImageError("cannot build the offline base: mmdebstrap is not installed "
                          "(apt-get install mmdebstrap)")
@@ -120,8 +121,9 @@ def build_offline_base(tag: str, timeout: float = BUILD_TIMEOUT_S,
         raise ImageError("cannot build the offline base: the host has no apt-get to read its "
                          "package sources from")
     try:
+        env = {**os.environ, "EXTRA_PACKAGES": ",".join(extra_packages)}
         proc = subprocess.run(["bash", str(OFFLINE_SCRIPT), tag], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, timeout=timeout)
+                              stderr=subprocess.STDOUT, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         raise ImageError(f"the offline base build took more than {timeout:.0f} s") from None
     if proc.returncode != 0:

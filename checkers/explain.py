@@ -52,12 +52,11 @@ def explain_failure(
         i for i, op in enumerate(c.ops) if i != fi and i not in in_prefix and op.call < f_ret
     ]
     need = model.requirement(c, fi)
-    where = f" on key {key!r}" if key is not None else ""
     message = (
-        f"{fop.describe()}{where} (invoked at op {fop.invoke_index}, completed at op "
+        f"{fop.describe()} (invoked at op {fop.invoke_index}, completed at op "
         f"{fop.complete_index}) cannot be linearized: the longest linearizable prefix found "
-        f"has {len(prefix)} ops and leaves {_state_text(state)}, but this op needs {need}, "
-        f"and no order of the {len(pending)} ops pending then gets there"
+        f"has {len(prefix)} ops, after which the state is {_state_text(state)}; this op needs "
+        f"{need}, and no order of the {len(pending)} other op(s) pending then gets there"
     )
 
     def op_json(i: int) -> dict[str, Any]:

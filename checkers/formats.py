@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import IO, Any
@@ -255,7 +255,7 @@ def parse_edn(text: str) -> History:
     ops: list[dict] = []
     lines: list[int] = []
     for (_, _, ln), v in zip(forms, values, strict=True):
-        if not isinstance(v, dict):
+        if not isinstance(v, Mapping):
             raise HistoryError(f"expected an op map, got {_edn_type(v)}", line=ln)
         op = {_edn_key(k): _from_edn(x) for k, x in v.items()}
         _validate(op, len(ops), ln)
@@ -284,16 +284,16 @@ def _from_edn(v: Any) -> Any:
         return v.name
     if isinstance(v, (bool, int, float, str)) or v is None:
         return v
-    if isinstance(v, dict):
+    if isinstance(v, Mapping):
         return {_edn_key(k) if isinstance(k, edn_format.Keyword) else _from_edn(k): _from_edn(x)
                 for k, x in v.items()}
-    if isinstance(v, frozenset):
+    if isinstance(v, (frozenset, set)):
         items = [_from_edn(x) for x in v]
         try:
             return sorted(items)
         except TypeError:
             return items
-    if isinstance(v, (list, tuple)):
+    if isinstance(v, Sequence):
         return [_from_edn(x) for x in v]
     if isinstance(v, Fraction):
         return float(v)

@@ -93,20 +93,27 @@ class Operation:
     error: Any = None
 
     def describe(self) -> str:
-        """A short human form, e.g. `p3 cas k1 [1, 2] -> fail (compare failed)`."""
-        key = f" {self.key}" if self.key is not None else ""
+        """A short human form, e.g. `p3 cas('k1', 1, 2) -> compare failed`."""
+        args = [] if self.key is None else [repr(self.key)]
         if self.f in ("read", "get"):
             out = "?" if self.status == "info" else _short(self.output)
-            return f"p{self.process} {self.f}{key} -> {out}"
-        text = f"p{self.process} {self.f}{key} {_short(self.value)}"
+            return f"p{self.process} {self.f}({', '.join(args)}) -> {out}"
+        v = self.value
+        if self.f == "cas" and isinstance(v, (list, tuple)) and len(v) == 2:
+            args += [_short(v[0]), _short(v[1])]
+        elif v is not None or self.f != "dequeue":
+            args.append(_short(v))
+        text = f"p{self.process} {self.f}({', '.join(args)})"
         if self.compare_failed:
             return text + " -> compare failed"
         if self.status == "info":
             return text + " -> ? (indeterminate)"
         if self.status == "fail":
-            return text + " -> fail"
-        if self.f in ("dequeue",):
+            return text + " -> fail (did not happen)"
+        if self.f == "dequeue":
             return text + f" -> {_short(self.output)}"
+        if self.f == "cas":
+            return text + " -> ok"
         return text
 
     def to_dict(self) -> dict[str, Any]:

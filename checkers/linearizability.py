@@ -155,6 +155,7 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                 pass  # unhashable arguments: no symmetry
 
     kind, A, B = c.kind, c.a, c.b
+    observer = c.observers()
     step_fn, append_fn = c.step, c.append
     amemo: list[dict[Any, Any]] = [{} for _ in range(n)] if append_fn else []
     values, value_ids = c.values, c.value_ids
@@ -250,10 +251,12 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                 else:
                     prev[:] = [m for m in prev if m & nI != nI]
                     prev.append(nI)
-            # A definite op that leaves the state as it is (a read that matches, a failed
-            # compare) can be linearized now without loss: in any linearization from here it
-            # can be moved to this point. So it is forced: no other choice is tried here.
-            forced = r and ns == s
+            # A definite observer (an op that never changes the state: a read, a failed
+            # compare) that is legal now can be linearized now without loss: in any
+            # linearization from here it can be moved to this point, since it changes nothing
+            # wherever it is. So it is forced: no other choice is tried here. (A write of
+            # the current value is not: later, the same write may matter.)
+            forced = r and observer[i]
             if not dominated:
                 push_e(-e if forced else e)
                 push_s(s)
@@ -295,8 +298,8 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                                 if s != A[i]:
                                     e = f
                                     break
-                            elif k == 6:
-                                if step_fn(s, A[i]) == s:  # type: ignore[misc]
+                            elif k == 6 and observer[i]:
+                                if step_fn(s, A[i]) is not ILLEGAL:  # type: ignore[misc]
                                     e = f
                                     break
                         f = nx[f]
@@ -436,7 +439,7 @@ def check_operations(
 def _check_paired(
     paired: list[Operation], m: Model, budget: _Budget, explain: bool, all_keys: bool = False
 ) -> dict[str, Any]:
-    groups = _split(paired)
+    groups = _split(paired) if m.split_by_key else {None: paired}
     failed: list[Any] = []
     unknown: list[Any] = []
     unknown_reason: str | None = None

@@ -53,6 +53,17 @@ class Compiled:
     # search extends inline for APPEND
     values: list[Any] = field(default_factory=list)
     value_ids: dict[Any, int] = field(default_factory=dict)
+    # GENERIC ops that never change the state (set reads, ...); READ and CAS_FAILED always
+    # are such observers
+    generic_observer: list[bool] | None = None
+
+    def observers(self) -> list[bool]:
+        """Per op: does it leave every state it is legal in unchanged?"""
+        g = self.generic_observer
+        return [
+            k == READ or k == CAS_FAILED or (k == GENERIC and g is not None and g[i])
+            for i, k in enumerate(self.kind)
+        ]
 
     def apply(self, state: Any, i: int) -> Any:
         """The state after op i from `state`, or ILLEGAL (slow path, for explanations)."""
@@ -79,6 +90,8 @@ class Model:
 
     name = "model"
     initial: Any = None
+    # check each key on its own (each key an independent object of this model)
+    split_by_key = True
 
     def compile(self, ops: list[Operation]) -> Compiled:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -258,7 +271,7 @@ class SetModel(Model):
             definite.append(op.status == "ok")
         init = frozenset(_hashable(x) for x in (self.initial or ()))
         return Compiled(kept, kind, a, [None] * len(kept), definite, init, step, None,
-                        _sorted_list)
+                        _sorted_list, generic_observer=[not p[0] for p in a])
 
     def requirement(self, c: Compiled, i: int) -> str:
         p = c.a[i]
@@ -306,12 +319,98 @@ class QueueModel(Model):
             a.append(payload)
             definite.append(op.status == "ok")
         init = tuple(_hashable(x) for x in (self.initial or ()))
-        return Compiled(kept, kind, a, [None] * len(kept), definite, init, step, None, list)
+        # a dequeue that returned nothing only observes the queue is empty
+        observers = [p[0] == 1 and p[1] is None for p in a]
+        return Compiled(kept, kind, a, [None] * len(kept), definite, init, step, None, list,
+                        generic_observer=observers)
 
     def requirement(self, c: Compiled, i: int) -> str:
         what, v = c.a[i]
         if what == 1:
             return "an empty queue" if v is None else f"{v!r} at the head of the queue"
+        return "nothing"
+
+
+class MapModel(Model):
+    """The whole key/value map as one object (no splitting by key): read/get, write/put,
+    cas and append on any key. Much slower than `kv`, which checks key by key and must give
+    the same verdict; it is here to show that, and for ops that span keys later."""
+
+    name = "map"
+    split_by_key = False
+
+    def __init__(self, initial: Any = None) -> None:
+        self.initial = initial
+
+    def compile(self, ops: list[Operation]) -> Compiled:
+        keys: dict[Any, int] = {}
+        for op in ops:
+            keys.setdefault(_hashable(op.key), len(keys))
+
+        def step(state: tuple, p: tuple) -> Any:
+            what, k, x, y = p
+            cur = state[k]
+            if what == READ:
+                return state if cur == x else ILLEGAL
+            if what == CAS_FAILED:
+                return state if cur != x else ILLEGAL
+            if what == CAS:
+                if cur != x:
+                    return ILLEGAL
+                new = y
+            elif what == CAS_ANY:
+                if cur != x:
+                    return state
+                new = y
+            elif what == APPEND:
+                new = ("" if cur is None else cur) + x
+            else:
+                new = x
+            return state[:k] + (new,) + state[k + 1:]
+
+        kept, kind, a, definite = [], [], [], []
+        for op in ops:
+            st = op.status
+            if st == "fail" and not op.compare_failed:
+                continue
+            k = keys[_hashable(op.key)]
+            if op.f in READS:
+                if st != "ok":
+                    continue
+                payload = (READ, k, _hashable(op.output), None)
+            elif op.f in WRITES:
+                payload = (WRITE, k, _hashable(op.value), None)
+            elif op.f == "cas":
+                frm, to = _cas_args(op)
+                what = CAS_FAILED if op.compare_failed else CAS if st == "ok" else CAS_ANY
+                payload = (what, k, _hashable(frm), _hashable(to))
+            elif op.f == "append" and isinstance(op.value, str):
+                payload = (APPEND, k, op.value, None)
+            else:
+                raise self._unknown_f(op)
+            kept.append(op)
+            kind.append(GENERIC)
+            a.append(payload)
+            definite.append(st != "info")
+        init = tuple(_hashable(self.initial) for _ in keys)
+        names = list(keys)
+
+        def decode(state: tuple) -> dict:
+            return {str(names[i]): v for i, v in enumerate(state)}
+
+        observers = [p[0] in (READ, CAS_FAILED) for p in a]
+        return Compiled(kept, kind, a, [None] * len(kept), definite, init, step, None, decode,
+                        generic_observer=observers)
+
+    def requirement(self, c: Compiled, i: int) -> str:
+        what, _, x, _ = c.a[i]
+        op = c.ops[i]
+        if what == READ:
+            return f"key {op.key!r} to hold {_show(x)}"
+        if what == CAS:
+            return f"key {op.key!r} to hold {_show(x)} (the cas's from)"
+        if what == CAS_FAILED:
+            return f"key {op.key!r} not to hold {_show(x)} (its compare failed)"
         return "nothing"
 
 
@@ -321,6 +420,7 @@ MODELS: dict[str, Callable[..., Model]] = {
     "kv": lambda initial=None: RegisterModel("kv", initial, cas=True, append=True),
     "set": lambda initial=None: SetModel(initial),
     "queue": lambda initial=None: QueueModel(initial),
+    "map": lambda initial=None: MapModel(initial),
 }
 
 

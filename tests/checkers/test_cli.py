@@ -1,0 +1,106 @@
+"""`harness check` and `harness bench-check`: exit codes, output, HTML."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from harness.cli import main
+
+from .conftest import REPO
+
+ETCD_BAD = "jepsen/etcd_000.log"
+ETCD_OK = "jepsen/etcd_002.log"
+
+
+def _hard_history(tmp_path):
+    # refuting it means visiting every subset of 18 concurrent writes
+    lines = [{"process": p, "type": "invoke", "f": "write", "value": p} for p in range(18)]
+    lines += [{"process": p, "type": "ok", "f": "write", "value": p} for p in range(18)]
+    lines += [{"process": 0, "type": "invoke", "f": "read", "value": None},
+              {"process": 0, "type": "ok", "f": "read", "value": 99}]
+    p = tmp_path / "hard.jsonl"
+    p.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return p
+
+
+def test_exit_codes(corpus, tmp_path, capsys):
+    assert main(["check", str(corpus / ETCD_OK)]) == 0
+    assert main(["check", str(corpus / ETCD_OK), str(corpus / ETCD_BAD)]) == 1
+    out = capsys.readouterr().out
+    assert "etcd_002.log: valid" in out and "etcd_000.log: INVALID" in out
+    hard = _hard_history(tmp_path)
+    assert main(["check", str(hard), "--time-limit", "0.2"]) == 2
+    assert "unknown" in capsys.readouterr().out
+    # invalid outranks unknown
+    assert main(["check", str(hard), str(corpus / ETCD_BAD), "--time-limit", "0.2"]) == 1
+    bad = tmp_path / "bad.edn"
+    bad.write_text("{:process 0, :type :invoke, :f :read}\n{:process 0, :type :ok, :f")
+    # bad input outranks everything, and the other files are still checked
+    assert main(["check", str(bad), str(corpus / ETCD_BAD)]) == 3
+    cap = capsys.readouterr()
+    assert f"{bad}:2:" in cap.err
+    assert "etcd_000.log: INVALID" in cap.out
+
+
+def test_json_lines(corpus, capsys):
+    assert main(["check", "--json", str(corpus / ETCD_OK), str(corpus / "kv/c10-bad.txt")]) == 1
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["valid"] for x in lines] == [True, False]
+    assert lines[0]["file"].endswith("etcd_002.log") and lines[0]["seconds"] >= 0
+    assert "reason" in lines[1] and lines[1]["failure"]["key"] is not None
+    assert lines[1]["model"] == "kv" and lines[1]["format"] == "porcupine-kv"
+
+
+def test_model_and_format_options(corpus, tmp_path, capsys):
+    # read as Jepsen EDN, the kv corpus has no initial "" and fails at the first get of ""
+    assert main(["check", "--format", "edn", str(corpus / "kv/c01-ok.txt")]) == 1
+    assert main(["check", "--format", "edn", "--initial", '""',
+                 str(corpus / "kv/c01-ok.txt")]) == 0
+    assert main(["check", "--model", "map", str(corpus / "kv/c01-ok.txt")]) == 0
+    capsys.readouterr()
+
+
+def test_html_explanation(corpus, tmp_path, capsys):
+    out = tmp_path / "why.html"
+    assert main(["check", str(corpus / ETCD_BAD), "--html", str(out)]) == 1
+    page = out.read_text()
+    assert "Not linearizable" in page and "<svg" in page
+    assert "read() -&gt; 2" in page or "read() -> 2" in page
+    assert 'class="op failing' in page
+    for external in ("<script src", "<link", "@import", "url(", "src=\"http"):
+        assert external not in page
+    # several files: OUT is a directory
+    d = tmp_path / "pages"
+    assert main(["check", str(corpus / ETCD_BAD), str(corpus / ETCD_OK), "--html", str(d)]) == 1
+    assert sorted(p.name for p in d.iterdir()) == ["etcd_000.html", "etcd_002.html"]
+    assert "Linearizable" in (d / "etcd_002.html").read_text()
+    capsys.readouterr()
+
+
+def _run(*args):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_bad_input_is_one_line_without_traceback(tmp_path):
+    p = tmp_path / "orphan.jsonl"
+    p.write_text('{"process": 0, "type": "invoke", "f": "read"}\n'
+                 '{"process": 1, "type": "ok", "f": "read", "value": 3}\n')
+    r = _run("check", str(p))
+    assert r.returncode == 3
+    assert r.stderr.strip() == (
+        f"harness check: {p}:2: ok of read by process 1 has no invocation before it")
+    assert "Traceback" not in r.stderr
+    r = _run("check", str(tmp_path / "missing.edn"))
+    assert r.returncode == 3 and "Traceback" not in r.stderr
+    assert "missing.edn" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_bench_check(corpus, capsys):
+    assert main(["bench-check", str(corpus / "kv")]) == 0
+    out = capsys.readouterr().out
+    assert "c50-ok.txt" in out and "kv: 6 files" in out and "peak memory" in out

@@ -1,0 +1,312 @@
+"""The search against a brute-force oracle, on histories that are and are not linearizable."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from checkers import linearizability
+from checkers.history import HistoryError
+
+from .histgen import brute_force, random_history, simulated_history
+
+
+def _check(ops, model="cas-register", **kw):
+    return linearizability.check(ops, model, **kw)["valid"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 6), procs=st.integers(1, 4))
+def test_agrees_with_brute_force(seed, n, procs):
+    ops = random_history(random.Random(seed), n, procs)
+    assert _check(ops) is brute_force(ops)
+
+
+def test_agrees_with_brute_force_on_both_verdicts():
+    """The same comparison on a fixed sample, which must contain plenty of each verdict."""
+    rng = random.Random(7)
+    seen = {True: 0, False: 0}
+    for _ in range(400):
+        ops = random_history(rng, rng.randint(2, 7), rng.randint(2, 4))
+        expected = brute_force(ops)
+        assert _check(ops) is expected, ops
+        seen[expected] += 1
+    assert seen[True] >= 60 and seen[False] >= 60, seen
+
+
+def _mutate(rng: random.Random, ops: list[dict]) -> list[dict]:
+    """One completion's outcome changed at random: near-valid histories, where unsound
+    pruning shows."""
+    ops = [dict(op) for op in ops]
+    done = [i for i, op in enumerate(ops) if op["type"] != "invoke"]
+    if not done:
+        return ops
+    op = ops[rng.choice(done)]
+    if op["f"] == "read":
+        op["value"] = rng.choice((None, 0, 1, 2))
+    elif op["f"] == "cas" and rng.random() < 0.5:
+        op["type"] = "fail"
+        op["compare_failed"] = True
+    else:
+        op.pop("compare_failed", None)
+        op["type"] = rng.choice(("ok", "info"))
+    return ops
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 7), procs=st.integers(1, 4),
+       mutate=st.booleans())
+def test_agrees_with_brute_force_near_valid(seed, n, procs, mutate):
+    rng = random.Random(seed)
+    ops = simulated_history(rng, n, procs)
+    if mutate:
+        ops = _mutate(rng, ops)
+    assert _check(ops) is brute_force(ops)
+
+
+def test_a_write_of_the_current_value_is_not_forced():
+    """Regression: w(1) is a no-op after w(1), but not after a concurrent w(0)."""
+    ops = [
+        {"process": 7, "type": "invoke", "f": "write", "value": 1},
+        {"process": 7, "type": "ok", "f": "write", "value": 1},
+        {"process": 3, "type": "invoke", "f": "write", "value": 1},
+        {"process": 15, "type": "invoke", "f": "write", "value": 0},
+        {"process": 15, "type": "ok", "f": "write", "value": 0},
+        {"process": 19, "type": "invoke", "f": "read", "value": None},
+        {"process": 3, "type": "ok", "f": "write", "value": 1},
+        {"process": 19, "type": "ok", "f": "read", "value": 1},
+    ]
+    assert brute_force(ops) is True
+    assert _check(ops) is True
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 60), procs=st.integers(1, 8))
+def test_simulated_register_is_linearizable(seed, n, procs):
+    ops = simulated_history(random.Random(seed), n, procs)
+    result = linearizability.check(ops, "cas-register")
+    assert result["valid"] is True, result["reason"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 200))
+def test_simulated_kv_is_linearizable(seed, n):
+    ops = simulated_history(random.Random(seed), n, 10, keys=("a", "b", "c", 7))
+    result = linearizability.check(ops, "kv")
+    assert result["valid"] is True, result["reason"]
+    assert result["keys"] == len({op.get("key") for op in ops})
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 40))
+def test_corrupting_a_read_is_caught_or_still_possible(seed, n):
+    """Change one read of a valid history to a value no op ever writes: never linearizable."""
+    rng = random.Random(seed)
+    ops = simulated_history(rng, n, 4)
+    reads = [i for i, op in enumerate(ops) if op["type"] == "ok" and op["f"] == "read"]
+    if not reads:
+        return
+    ops[rng.choice(reads)]["value"] = 99
+    assert _check(ops) is False
+
+
+def test_info_ops_are_open_ended():
+    ops = [
+        {"process": 0, "type": "invoke", "f": "write", "value": 1},
+        {"process": 0, "type": "info", "f": "write", "value": 1},
+        {"process": 1, "type": "invoke", "f": "read", "value": None},
+        {"process": 1, "type": "ok", "f": "read", "value": None},
+        {"process": 1, "type": "invoke", "f": "read", "value": None},
+        {"process": 1, "type": "ok", "f": "read", "value": 1},
+        {"process": 1, "type": "invoke", "f": "read", "value": None},
+        {"process": 1, "type": "ok", "f": "read", "value": 1},
+    ]
+    assert _check(ops) is True  # the crashed write took effect between the reads
+    ops[5]["value"] = ops[7]["value"] = None
+    assert _check(ops) is True  # ... or never
+    ops[7]["value"] = 1
+    ops[5]["value"] = 2
+    assert _check(ops) is False
+
+
+def test_fail_did_not_happen_but_compare_failed_ran():
+    ops = [
+        {"process": 0, "type": "invoke", "f": "write", "value": 1},
+        {"process": 0, "type": "ok", "f": "write", "value": 1},
+        {"process": 0, "type": "invoke", "f": "cas", "value": [1, 2]},
+        {"process": 0, "type": "fail", "f": "cas", "value": [1, 2]},
+    ]
+    assert _check(ops) is True  # Jepsen's fail: the cas did not happen
+    ops[3]["compare_failed"] = True
+    assert _check(ops) is False  # it ran, so the register cannot have held 1
+
+
+def test_never_completed_invocation_is_indeterminate():
+    ops = [
+        {"process": 0, "type": "invoke", "f": "write", "value": 3},
+        {"process": 1, "type": "invoke", "f": "read", "value": None},
+        {"process": 1, "type": "ok", "f": "read", "value": 3},
+    ]
+    assert _check(ops) is True
+
+
+def test_initial_value_is_configurable():
+    ops = [
+        {"process": 0, "type": "invoke", "f": "read", "value": None},
+        {"process": 0, "type": "ok", "f": "read", "value": 0},
+    ]
+    assert _check(ops) is False  # absent by default
+    assert _check(ops, initial=0) is True
+
+
+def test_harness_kv_histories():
+    """The harness's own shape: keys, ints, a never-written key read as null, nemesis events,
+    fail and info completions with errors."""
+    ops = [
+        {"index": 0, "time": 5, "process": "nemesis", "type": "info", "f": "start-partition",
+         "value": {"n1": ["n2"]}},
+        {"index": 1, "time": 6, "process": 0, "type": "invoke", "f": "read", "key": "k1",
+         "value": None},
+        {"index": 2, "time": 7, "process": 0, "type": "ok", "f": "read", "key": "k1",
+         "value": None, "node": "n1"},
+        {"index": 3, "time": 8, "process": 1, "type": "invoke", "f": "cas", "key": "k2",
+         "value": [0, 1]},
+        {"index": 4, "time": 9, "process": 1, "type": "fail", "f": "cas", "key": "k2",
+         "value": [0, 1], "error": "key-does-not-exist"},
+        {"index": 5, "time": 10, "process": 2, "type": "invoke", "f": "write", "key": "k2",
+         "value": 4},
+        {"index": 6, "time": 11, "process": 2, "type": "info", "f": "write", "key": "k2",
+         "value": 4, "error": "timeout"},
+        {"index": 7, "time": 12, "process": 3, "type": "invoke", "f": "read", "key": "k2",
+         "value": None},
+        {"index": 8, "time": 13, "process": 3, "type": "ok", "f": "read", "key": "k2",
+         "value": 4},
+    ]
+    result = linearizability.check(ops, model="kv")
+    assert result["valid"] is True
+    assert result["keys"] == 2 and result["ops"] == 4
+    ops[8]["value"] = 5
+    result = linearizability.check(ops, model="kv")
+    assert result["valid"] is False
+    assert result["failed_keys"] == ["k2"]
+    assert "k2" in result["reason"]
+
+
+def test_keys_are_independent():
+    """A value written to one key is never read on another."""
+    ops = [
+        {"process": 0, "type": "invoke", "f": "write", "key": "a", "value": 1},
+        {"process": 0, "type": "ok", "f": "write", "key": "a", "value": 1},
+        {"process": 0, "type": "invoke", "f": "read", "key": "b", "value": None},
+        {"process": 0, "type": "ok", "f": "read", "key": "b", "value": 1},
+    ]
+    assert _check(ops, "kv") is False
+    assert _check(ops, "map") is False
+
+
+def test_budget_gives_unknown_with_a_reason():
+    # 18 concurrent writes, then a read of a value none wrote: refuting it means visiting
+    # every subset of writes, far beyond the budget
+    n = 18
+    ops = [{"process": p, "type": "invoke", "f": "write", "value": p} for p in range(n)]
+    ops += [{"process": p, "type": "ok", "f": "write", "value": p} for p in range(n)]
+    ops += [{"process": 0, "type": "invoke", "f": "read", "value": None},
+            {"process": 0, "type": "ok", "f": "read", "value": 99}]
+    result = linearizability.check(ops, time_limit=0.3)
+    assert result["valid"] == "unknown"
+    assert "time limit" in result["reason"]
+    result = linearizability.check(ops, memory_limit_mb=1)
+    assert result["valid"] == "unknown"
+    assert "memory limit" in result["reason"]
+
+
+def test_set_model():
+    ops = [
+        {"process": 0, "type": "invoke", "f": "add", "value": 1},
+        {"process": 1, "type": "invoke", "f": "add", "value": 2},
+        {"process": 2, "type": "invoke", "f": "read", "value": None},
+        {"process": 2, "type": "ok", "f": "read", "value": [2]},
+        {"process": 0, "type": "ok", "f": "add", "value": 1},
+        {"process": 1, "type": "info", "f": "add", "value": 2},
+        {"process": 2, "type": "invoke", "f": "read", "value": None},
+        {"process": 2, "type": "ok", "f": "read", "value": [1, 2]},
+    ]
+    assert _check(ops, "set") is True
+    ops[7]["value"] = [1]  # 2 was seen, so it cannot vanish
+    assert _check(ops, "set") is False
+
+
+def test_queue_model():
+    ops = [
+        {"process": 0, "type": "invoke", "f": "enqueue", "value": 1},
+        {"process": 0, "type": "ok", "f": "enqueue", "value": 1},
+        {"process": 0, "type": "invoke", "f": "enqueue", "value": 2},
+        {"process": 0, "type": "ok", "f": "enqueue", "value": 2},
+        {"process": 1, "type": "invoke", "f": "dequeue", "value": None},
+        {"process": 1, "type": "ok", "f": "dequeue", "value": 1},
+    ]
+    assert _check(ops, "queue") is True
+    ops[5]["value"] = 2
+    assert _check(ops, "queue") is False
+
+
+@pytest.mark.parametrize(
+    "ops,message",
+    [
+        ([{"process": 0, "type": "ok", "f": "read", "value": 1}], "no invocation"),
+        ([{"process": 0, "type": "invoke", "f": "read", "value": None},
+          {"process": 0, "type": "invoke", "f": "read", "value": None}], "still pending"),
+        ([{"process": 0, "type": "invoke", "f": "read", "value": None},
+          {"process": 0, "type": "ok", "f": "write", "value": 1}], "completes an invocation"),
+        ([{"process": 0, "type": "begin", "f": "read", "value": None}], "unknown op type"),
+        ([{"process": 0, "type": "invoke", "f": "frob", "value": None}], "no operation 'frob'"),
+        ([{"process": 0, "type": "invoke", "f": "cas", "value": 3},
+          {"process": 0, "type": "ok", "f": "cas", "value": 3}], "[from, to]"),
+    ],
+)
+def test_nonsense_histories_raise_history_error(ops, message):
+    with pytest.raises(HistoryError) as err:
+        linearizability.check(ops)
+    assert message in str(err.value)
+    assert err.value.index is not None
+
+
+def test_large_harness_history_is_fast_enough():
+    """Thousands of ops over many keys, the harness's path: checked well inside the default
+    budget (a generous bound; the point is that it is not exponential)."""
+    rng = random.Random(3)
+    ops = []
+    for k in range(40):
+        for op in simulated_history(rng, 60, 5, keys=(f"k{k}",)):
+            op["process"] = f"{k}-{op['process']}"
+            ops.append(op)
+    result = linearizability.check(ops, "kv", time_limit=30)
+    assert result["valid"] is True
+    assert result["keys"] == 40
+    assert result["seconds"] < 20
+
+
+@pytest.mark.slow
+def test_brute_force_sweep():
+    """Thousands of small histories, random and near-valid, against the oracle."""
+    rng = random.Random(2024)
+    for _ in range(4000):
+        n = rng.randint(1, 8)
+        if rng.random() < 0.5:
+            ops = random_history(rng, n, rng.randint(1, 4))
+        else:
+            ops = _mutate(rng, simulated_history(rng, n, rng.randint(1, 4)))
+        assert _check(ops) is brute_force(ops), ops
+
+
+@pytest.mark.slow
+def test_simulated_sweep():
+    rng = random.Random(99)
+    for _ in range(1500):
+        ops = simulated_history(rng, rng.randint(1, 150), rng.randint(1, 12),
+                                keys=tuple(range(rng.randint(1, 4))))
+        result = linearizability.check(ops, "kv")
+        assert result["valid"] is True, (result["reason"], ops)

@@ -40,6 +40,9 @@ class RunConfig:
     node_args: list[str] = field(default_factory=list)
     hosts: str | None = None
     image: str | None = None
+    ssh_known_hosts: str | None = None
+    ssh_key: str | None = None
+    ssh_accept_new_host_keys: bool = False
 
     def nemesis_kinds(self) -> list[str]:
         return parse_kinds(self.nemesis)
@@ -158,7 +161,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
       help="local backend: node i listens on BASE+i (default: free ports)")
     a("--node-arg", dest="node_args", action="append", default=[], metavar="ARG",
       help="extra argument passed to every node (repeatable)")
-    a("--hosts", default=None, help="ssh backend: hosts file or comma list user@host[:port]")
+    a("--hosts", default=None, help="ssh backend: hosts file (one a line) or comma list, each "
+      "[NAME=][USER@]ADDRESS[:PORT] [key=PATH]; user root and port 22 by default")
+    a("--ssh-known-hosts", default=None, metavar="FILE",
+      help="ssh backend: the known_hosts file host keys are checked against "
+      "(default ~/.ssh/known_hosts); an unknown or changed key is refused")
+    a("--ssh-key", default=None, metavar="FILE",
+      help="ssh backend: private key for every host without its own key= (default: the keys "
+      "in ~/.ssh and ssh-agent)")
+    a("--ssh-accept-new-host-keys", action="store_true",
+      help="ssh backend, UNSAFE: accept the host key of a host that known_hosts does not know, "
+      "without checking it, and append it there (a changed key is still refused)")
     a("--image", default=None, help="docker backend: node image (default paxos-node:latest)")
 
 

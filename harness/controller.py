@@ -269,6 +269,9 @@ class Controller:
             options["image"] = self.config.image
         if self.config.backend == "ssh":
             options["hosts"] = self.config.hosts
+            options["known_hosts"] = self.config.ssh_known_hosts
+            options["ssh_key"] = self.config.ssh_key
+            options["accept_new_host_keys"] = self.config.ssh_accept_new_host_keys
         return options
 
     async def collect_and_teardown(self) -> None:

@@ -1,0 +1,1003 @@
+"""SSH backend: one node per remote host, deployed and faulted over SSH (paramiko), as Jepsen's
+control node does.
+
+- Hosts: `--hosts` is a file (one host a line) or a comma list; each host is
+  `[NAME=][USER@]ADDRESS[:PORT]` with optional `key=PATH`, `python=PATH`, `node-port=N`
+  (see parse_hosts). Node i runs on host i, unless every host is named after a node.
+- Trust: key authentication only; the host keys are checked against a known_hosts file with a
+  RejectPolicy. Accepting unknown keys (trust on first use, appended to the file) needs the
+  explicit, unsafe, `accept_new_host_keys`; a key that differs from the known one is always
+  refused.
+- Deploy: the node package goes over SFTP into ~/.paxos-harness/<instance>/ on each host and
+  runs detached (its own session, so neither the SSH channel nor a command deadline takes it
+  down), with a pid file; its stderr is node.log there, fetched into the run directory at the end.
+  A restart reuses the same data directory.
+- Faults: the same iptables/tc scripts as the Docker backend (harness/backends/netcmds.py), run as
+  root (directly, or with `sudo -n`); pause, resume and kill are SIGSTOP/SIGCONT/SIGKILL of the
+  node's pid, after checking that the pid is still our node (pids are reused).
+- Commands: every argument shell-quoted, every command under a deadline on both sides (coreutils
+  timeout there, a clock here), stdout, stderr and the exit status read to the end. One
+  connection per host, shared by the threads, re-opened (and an idempotent command retried once)
+  after it fails. Every command this backend runs is idempotent, so a retry is always safe.
+- Trouble is one line naming the host: authentication failed, host key mismatch or unknown, host
+  unreachable, python too old, iptables missing, not root and no sudo; all of it found by probe(),
+  before anything is started.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import ipaddress
+import json
+import os
+import select
+import socket
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from harness.backends import netcmds
+from harness.backends.base import Backend, BackendError, Edge
+
+DEFAULT_USER = "root"
+DEFAULT_SSH_PORT = 22
+DEFAULT_NODE_PORT = 7000
+DEFAULT_PYTHON = "python3"
+MIN_PYTHON = (3, 11)
+CONNECT_TIMEOUT_S = 10.0
+COMMAND_TIMEOUT_S = 20.0
+# How much longer than the remote deadline we wait before giving up on a command ourselves.
+LOCAL_GRACE_S = 5.0
+KEEPALIVE_S = 5
+STOP_WAIT_S = 5.0
+REMOTE_ROOT = ".paxos-harness"  # under the login user's home
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RUN_ENV = "PAXOS_HARNESS_RUN"
+CONTROLLER_ENV = "PAXOS_HARNESS_CONTROLLER"
+# sbin is not on a non-root user's PATH on many systems, and sudo may not add it either.
+PATH_LINE = 'PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"; export PATH'
+HOST_OPTIONS = ("key", "python", "node-port", "user", "port")
+
+T = TypeVar("T")
+
+
+# -- hosts -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Host:
+    """One remote machine: where to log in, as whom, with which key."""
+
+    address: str
+    user: str = DEFAULT_USER
+    port: int = DEFAULT_SSH_PORT
+    name: str | None = None
+    key: str | None = None
+    python: str = DEFAULT_PYTHON
+    node_port: int | None = None
+
+    def target(self) -> str:
+        address = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{self.user}@{address}:{self.port}"
+
+    def label(self) -> str:
+        return f"{self.name} ({self.target()})" if self.name else self.target()
+
+
+def _split_address(text: str, where: str) -> tuple[str, int | None]:
+    """ADDRESS[:PORT], with [v6]:PORT for IPv6."""
+    if text.startswith("["):
+        address, _, rest = text[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            raise BackendError(f"{where}: cannot read {text!r} as [ADDRESS]:PORT")
+        port_text = rest[1:] if rest else ""
+    elif text.count(":") == 1:
+        address, port_text = text.split(":")
+    else:
+        address, port_text = text, ""
+    if not address:
+        raise BackendError(f"{where}: no address in {text!r}")
+    port = None
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise BackendError(f"{where}: bad port {port_text!r}")
+        port = int(port_text)
+    return address, port
+
+
+def parse_host(text: str, where: str = "--hosts") -> Host:
+    """`[NAME=][USER@]ADDRESS[:PORT] [key=PATH] [python=PATH] [node-port=N]`, or, in a file,
+    `NAME [USER@]ADDRESS[:PORT] [options]`."""
+    options: dict[str, str] = {}
+    words = []
+    for word in text.split():
+        name, eq, value = word.partition("=")
+        if eq and name in HOST_OPTIONS:
+            if not value:
+                raise BackendError(f"{where}: {name}= needs a value")
+            options[name] = value
+        else:
+            words.append(word)
+    if len(words) == 2:
+        name, target = words
+    elif len(words) == 1:
+        name, eq, target = words[0].rpartition("=")
+        if eq and not name:
+            raise BackendError(f"{where}: empty host name in {text.strip()!r}")
+    else:
+        raise BackendError(f"{where}: cannot read {text.strip()!r} as "
+                           "[NAME=][USER@]ADDRESS[:PORT] [key=PATH]")
+    user, at, rest = target.rpartition("@")
+    if at and not user:
+        raise BackendError(f"{where}: empty user name in {target!r}")
+    address, port = _split_address(rest, where)
+    host = Host(address=address, user=user or options.get("user", DEFAULT_USER),
+                port=port or DEFAULT_SSH_PORT, name=name or None, key=options.get("key"),
+                python=options.get("python", DEFAULT_PYTHON))
+    if "port" in options:
+        host = replace(host, port=_split_address(f"x:{options['port']}", where)[1] or 22)
+    if "node-port" in options:
+        host = replace(host, node_port=_split_address(f"x:{options['node-port']}", where)[1])
+    return host
+
+
+def parse_hosts(spec: str | Iterable[Host]) -> list[Host]:
+    """Hosts from a file (one a line, # comments) or a comma list."""
+    if not isinstance(spec, str):
+        return list(spec)
+    path = Path(spec).expanduser()
+    if path.is_file():
+        hosts = []
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if line:
+                hosts.append(parse_host(line, f"{path}:{number}"))
+        if not hosts:
+            raise BackendError(f"hosts file {path} lists no host")
+        return hosts
+    if "/" in spec and "@" not in spec and "," not in spec:
+        raise BackendError(f"hosts file {spec} does not exist")
+    hosts = [parse_host(item) for item in spec.split(",") if item.strip()]
+    if not hosts:
+        raise BackendError("--hosts lists no host")
+    return hosts
+
+
+def assign_hosts(node_ids: list[str], hosts: list[Host]) -> dict[str, Host]:
+    """Which host runs which node: by name when the hosts are named after the nodes, else in
+    order (host names are then only labels)."""
+    if len(hosts) != len(node_ids):
+        raise BackendError(f"--hosts lists {len(hosts)} host(s) for {len(node_ids)} node(s): "
+                           f"give --nodes {len(hosts)} or list {len(node_ids)} hosts")
+    names = [h.name for h in hosts]
+    if sorted(n for n in names if n) == sorted(node_ids):
+        return {h.name: h for h in hosts if h.name}
+    labelled = [h if h.name else replace(h, name=node) for node, h in zip(node_ids, hosts,
+                                                                          strict=True)]
+    return dict(zip(node_ids, labelled, strict=True))
+
+
+# -- host keys ---------------------------------------------------------------------------------
+
+
+def _paramiko() -> Any:
+    try:
+        import paramiko
+    except ImportError:
+        raise BackendError("the SSH backend needs paramiko: pip install "
+                           "'paxos-harness[ssh]'") from None
+    return paramiko
+
+
+def fingerprint(key: Any) -> str:
+    """OpenSSH's SHA256 fingerprint of a public key."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return f"{key.get_name()} SHA256:{base64.b64encode(digest).decode().rstrip('=')}"
+
+
+def known_hosts_name(address: str, port: int) -> str:
+    """The host's name as known_hosts writes it."""
+    return address if port == DEFAULT_SSH_PORT else f"[{address}]:{port}"
+
+
+class UnknownHostKey(Exception):
+    def __init__(self, hostname: str, key: Any) -> None:
+        super().__init__(f"{hostname} is not in known_hosts")
+        self.hostname = hostname
+        self.key = key
+
+
+def _policies() -> tuple[type, type]:
+    paramiko = _paramiko()
+
+    class Reject(paramiko.RejectPolicy):
+        """paramiko's RejectPolicy, keeping the offered key for the message."""
+
+        def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+            raise UnknownHostKey(hostname, key)
+
+    class AcceptNew(paramiko.MissingHostKeyPolicy):
+        """Trust on first use: accept a host that known_hosts does not know, and remember it
+        (in the file and for the rest of the run). A changed key is never accepted: paramiko
+        refuses a mismatch before it asks the policy."""
+
+        def __init__(self, remember: Callable[[str, Any], None]) -> None:
+            self.remember = remember
+
+        def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+            client.get_host_keys().add(hostname, key.get_name(), key)
+            self.remember(hostname, key)
+
+    return Reject, AcceptNew
+
+
+# -- running commands --------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def text(self) -> str:
+        return (self.err.strip() or self.out.strip())[-400:].replace("\n", " | ")
+
+
+class ConnectionLost(Exception):
+    """The connection failed before or while running a command."""
+
+
+def read_channel(chan: Any, deadline: float) -> tuple[int, bytes, bytes]:
+    """Everything a command writes to stdout and stderr, then its exit status.
+
+    Data that arrives before the server's EOF is in the channel's buffers once the EOF is seen
+    (the transport thread handles messages in order), so the last drain after EOF loses nothing;
+    the exit status comes after the EOF and is waited for under the same deadline."""
+    out, err = bytearray(), bytearray()
+    fd = chan.fileno()  # a pipe paramiko sets when either stream has data or at EOF
+
+    def drain() -> None:
+        while chan.recv_ready():
+            out.extend(chan.recv(65536))
+        while chan.recv_stderr_ready():
+            err.extend(chan.recv_stderr(65536))
+
+    while True:
+        drain()
+        if chan.eof_received or chan.closed:
+            drain()
+            break
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        select.select([fd], [], [], min(remaining, 1.0))
+    remaining = deadline - time.monotonic()
+    if not chan.status_event.wait(max(0.0, remaining)):
+        raise TimeoutError
+    code = chan.exit_status
+    if code == -1:
+        # No exit-status message: the channel closed without one (the connection dropped, or
+        # the command died of a signal, which OpenSSH reports as exit-signal).
+        raise ConnectionLost("the command ended without an exit status")
+    return code, bytes(out), bytes(err)
+
+
+class _Conn:
+    """One host's connection: opened lazily, shared by threads, re-opened after a failure."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.lock = threading.Lock()
+        self.client: Any = None
+
+    def alive(self) -> bool:
+        transport = self.client.get_transport() if self.client is not None else None
+        return bool(transport is not None and transport.is_active())
+
+    def drop(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection may fail any way
+                pass
+
+
+# -- the backend -------------------------------------------------------------------------------
+
+
+@dataclass
+class HostFacts:
+    """What probe() found on one host."""
+
+    uid: int = -1
+    sudo: bool = False
+    home: str = ""
+    python: tuple[int, int] | None = None
+    have: set[str] = field(default_factory=set)  # iptables, tc, timeout, setsid
+    found: set[str] = field(default_factory=set)  # netcmds.parse_probe of the root probe
+    dev: str | None = None  # the interface towards the peers
+    probe_error: str = ""
+
+    @property
+    def root(self) -> bool:
+        return self.uid == 0 or self.sudo
+
+
+def _parallel(fn: Callable[[str], T], items: Iterable[str]) -> dict[str, T | BaseException]:
+    """fn over items in threads (the time is spent waiting on the network); every result or
+    exception, so that one bad host does not hide the others."""
+    items = list(items)
+    out: dict[str, T | BaseException] = {}
+    if not items:
+        return out
+    with ThreadPoolExecutor(max_workers=min(9, len(items))) as pool:
+        futures = {item: pool.submit(fn, item) for item in items}
+    for item, future in futures.items():
+        try:
+            out[item] = future.result()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            out[item] = exc
+    return out
+
+
+def _raise_first(results: dict[str, Any]) -> None:
+    errors = [exc for exc in results.values() if isinstance(exc, BaseException)]
+    for exc in errors:
+        if not isinstance(exc, BackendError):
+            raise exc
+    if errors:
+        raise BackendError("; ".join(dict.fromkeys(str(e) for e in errors)))
+
+
+def _safe(text: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "_.-" else "-" for c in text).strip("-.")
+    return (cleaned or "run")[:40]
+
+
+def _node_code_tar(root: Path) -> bytes:
+    """The node package (standard library only) as a tar, without caches."""
+    if not (root / "__main__.py").exists():
+        raise BackendError(f"no node to deploy: {root}/__main__.py does not exist")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path in sorted(root.rglob("*")):
+            if "__pycache__" in path.parts or path.suffix in {".pyc", ".pyo"}:
+                continue
+            tar.add(path, arcname=str(Path("node") / path.relative_to(root)), recursive=False)
+    return buf.getvalue()
+
+
+class SshBackend(Backend):
+    name = "ssh"
+
+    def __init__(self, node_ids: list[str], run_dir: Path, node_args: list[str], run_id: str,
+                 per_node_args: dict[str, list[str]] | None = None,
+                 hosts: str | Iterable[Host] | None = None, known_hosts: str | None = None,
+                 ssh_key: str | None = None, accept_new_host_keys: bool = False,
+                 node_port: int = DEFAULT_NODE_PORT, connect_timeout: float = CONNECT_TIMEOUT_S,
+                 command_timeout: float = COMMAND_TIMEOUT_S, node_code: Path | None = None,
+                 log: Any = None) -> None:
+        super().__init__(node_ids, run_dir, node_args, run_id, per_node_args)
+        if not hosts:
+            raise BackendError("--backend ssh needs --hosts FILE or a comma list of hosts")
+        self.hosts = assign_hosts(self.node_ids, parse_hosts(hosts))
+        self.node_port = node_port
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self.node_code = Path(node_code) if node_code else REPO_ROOT / "node"
+        self.accept_new = accept_new_host_keys
+        self.log = log if log is not None else sys.stderr
+        self.known_hosts = Path(known_hosts or "~/.ssh/known_hosts").expanduser()
+        if known_hosts and not self.known_hosts.is_file() and not accept_new_host_keys:
+            raise BackendError(f"known_hosts file {self.known_hosts} does not exist")
+        self.ssh_key = str(Path(ssh_key).expanduser()) if ssh_key else None
+        for host in self.hosts.values():
+            key = host.key or self.ssh_key
+            if key and not Path(key).expanduser().is_file():
+                raise BackendError(f"host {host.label()}: key file {key} does not exist")
+        self.instance = f"{_safe(run_id)}-{os.urandom(3).hex()}"
+        self.addresses: dict[str, str] = {}
+        self.facts: dict[str, HostFacts] = {}
+        self.pids: dict[str, int] = {}
+        self.paused: set[str] = set()
+        self.cut: set[Edge] = set()
+        self.delays: dict[Edge, float] = {}
+        self._conns = {node: _Conn(host) for node, host in self.hosts.items()}
+        self._locks = {node: threading.Lock() for node in self.node_ids}
+        self._applied: dict[str, netcmds.NodeNetwork | None] = {}
+        self._qdisc_touched: set[str] = set()
+        self._deployed: set[str] = set()
+        self._accepted: dict[str, Any] = {}  # host keys accepted on first use, this run
+        self._accept_lock = threading.Lock()
+        self._wanted_faults: set[str] = set()
+        self._caps: netcmds.Capabilities | None = None
+        self._torn_down = False
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _remember(self, hostname: str, key: Any) -> None:
+        with self._accept_lock:
+            self._accepted[hostname] = key
+            line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+            try:
+                self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.known_hosts, "a") as f:
+                    f.write(line)
+                where = f"added to {self.known_hosts}"
+            except OSError as exc:
+                where = f"not saved ({exc.strerror})"
+        print(f"harness: WARNING: accepted the unknown host key of {hostname} without checking "
+              f"it ({fingerprint(key)}), {where}", file=self.log, flush=True)
+
+    def _connect(self, node: str) -> Any:
+        paramiko = _paramiko()
+        host = self.hosts[node]
+        Reject, AcceptNew = _policies()
+        client = paramiko.SSHClient()
+        if self.known_hosts.is_file():
+            try:
+                client.load_host_keys(str(self.known_hosts))
+            except (OSError, paramiko.SSHException) as exc:
+                raise BackendError(f"cannot read known_hosts file {self.known_hosts}: "
+                                   f"{exc}") from None
+        keys = client.get_host_keys()
+        with self._accept_lock:
+            for hostname, key in self._accepted.items():
+                keys.add(hostname, key.get_name(), key)
+        client.set_missing_host_key_policy(AcceptNew(self._remember) if self.accept_new
+                                           else Reject())
+        key = host.key or self.ssh_key
+        key_text = (f"key {key}" if key else "the keys in ~/.ssh and ssh-agent")
+        try:
+            client.connect(
+                host.address, port=host.port, username=host.user,
+                key_filename=str(Path(key).expanduser()) if key else None,
+                look_for_keys=key is None, allow_agent=key is None,
+                timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
+                auth_timeout=self.connect_timeout, channel_timeout=self.connect_timeout)
+        except UnknownHostKey as exc:
+            client.close()
+            raise BackendError(
+                f"host {host.label()}: its host key ({fingerprint(exc.key)}) is not in "
+                f"{self.known_hosts}; check it and add it (e.g. ssh-keyscan -p {host.port} "
+                f"{host.address} >> {self.known_hosts}), or pass --ssh-accept-new-host-keys "
+                "(unsafe)") from None
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise BackendError(
+                f"host {host.label()}: HOST KEY MISMATCH: it offers {fingerprint(exc.key)} but "
+                f"{self.known_hosts} has {fingerprint(exc.expected_key)}; refusing to connect "
+                "(someone may be intercepting; if the host was reinstalled, fix known_hosts)"
+            ) from None
+        except paramiko.PasswordRequiredException:
+            client.close()
+            raise BackendError(f"host {host.label()}: authentication failed: {key_text} is "
+                               "encrypted; load it into ssh-agent and give no key") from None
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            raise BackendError(f"host {host.label()}: authentication failed for user "
+                               f"{host.user} with {key_text} ({exc})") from None
+        except socket.gaierror as exc:
+            client.close()
+            raise BackendError(f"host {host.label()}: unreachable: cannot resolve "
+                               f"{host.address} ({exc.strerror})") from None
+        except TimeoutError:
+            client.close()
+            raise BackendError(f"host {host.label()}: unreachable: no answer within "
+                               f"{self.connect_timeout:g} s") from None
+        except paramiko.ssh_exception.NoValidConnectionsError as exc:
+            client.close()
+            reasons = {e.strerror or str(e) for e in exc.errors.values()}
+            raise BackendError(f"host {host.label()}: unreachable: "
+                               f"{', '.join(sorted(reasons)).lower()}") from None
+        except paramiko.SSHException as exc:
+            client.close()
+            raise BackendError(f"host {host.label()}: unreachable: the SSH handshake failed "
+                               f"({exc})") from None
+        except OSError as exc:
+            client.close()
+            raise BackendError(f"host {host.label()}: unreachable: "
+                               f"{(exc.strerror or str(exc)).lower()}") from None
+        transport = client.get_transport()
+        if transport is not None:
+            # A host that vanishes is noticed within seconds, not at the next TCP timeout.
+            transport.set_keepalive(KEEPALIVE_S)
+        return client
+
+    def _client(self, node: str) -> Any:
+        conn = self._conns[node]
+        with conn.lock:
+            if not conn.alive():
+                conn.drop()
+                conn.client = self._connect(node)
+            return conn.client
+
+    def _exec_once(self, node: str, command: str, timeout: float) -> Result:
+        paramiko = _paramiko()
+        client = self._client(node)
+        deadline = time.monotonic() + timeout + LOCAL_GRACE_S
+        try:
+            transport = client.get_transport()
+            if transport is None:
+                raise ConnectionLost("not connected")
+            chan = transport.open_session(timeout=self.connect_timeout)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise ConnectionLost(str(exc) or type(exc).__name__) from None
+        try:
+            chan.exec_command(command)
+            chan.shutdown_write()  # no input: a command that reads stdin sees EOF at once
+            code, out, err = read_channel(chan, deadline)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise ConnectionLost(str(exc) or type(exc).__name__) from None
+        finally:
+            chan.close()
+        return Result(code, out.decode(errors="replace"), err.decode(errors="replace"))
+
+    def run(self, node: str, script: str, *, root: bool = False,
+            timeout: float | None = None, retry: bool = True) -> Result:
+        """Run a shell script on the node's host (as root when asked: directly, or with sudo -n)
+        under a deadline there and here. The connection is re-opened after a failure and the
+        script run again once (every script this backend runs is idempotent)."""
+        timeout = timeout or self.command_timeout
+        host = self.hosts[node]
+        argv = netcmds.sh(f"{PATH_LINE}\n{script}")
+        facts = self.facts.get(node)
+        if root and facts is not None and facts.uid != 0:
+            if not facts.sudo:
+                raise BackendError(f"host {host.label()}: not root and sudo -n is refused")
+            argv = ["sudo", "-n", *argv]
+        if facts is not None and "timeout" in facts.have:
+            argv = netcmds.with_deadline(argv, timeout)
+        command = netcmds.quote(argv)
+        for attempt in (1, 2):
+            try:
+                result = self._exec_once(node, command, timeout)
+            except ConnectionLost as exc:
+                self._conns[node].drop()
+                if attempt == 2 or not retry:
+                    raise BackendError(f"host {host.label()}: connection lost ({exc}) and "
+                                       "re-opening it did not help") from None
+                continue
+            except TimeoutError:
+                # The channel may be wedged: start the next command on a fresh connection.
+                self._conns[node].drop()
+                raise BackendError(f"host {host.label()}: a command did not finish within "
+                                   f"{timeout:g} s: {script.strip().splitlines()[-1][:100]}"
+                                   ) from None
+            if result.code == 124 and facts is not None and "timeout" in facts.have:
+                raise BackendError(f"host {host.label()}: a command timed out after "
+                                   f"{timeout:g} s: {script.strip().splitlines()[-1][:100]}")
+            return result
+        raise AssertionError("unreachable")
+
+    def sftp_put(self, node: str, data: bytes, remote: str) -> None:
+        self._sftp(node, lambda sftp: sftp.putfo(io.BytesIO(data), remote, confirm=True))
+
+    def sftp_get(self, node: str, remote: str, local: Path) -> None:
+        self._sftp(node, lambda sftp: sftp.get(remote, str(local)))
+
+    def _sftp(self, node: str, fn: Callable[[Any], Any]) -> None:
+        paramiko = _paramiko()
+        host = self.hosts[node]
+        for attempt in (1, 2):
+            client = self._client(node)
+            try:
+                sftp = client.open_sftp()
+                try:
+                    sftp.get_channel().settimeout(self.command_timeout)
+                    fn(sftp)
+                finally:
+                    sftp.close()
+                return
+            except FileNotFoundError:
+                raise
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                self._conns[node].drop()
+                if attempt == 2:
+                    raise BackendError(f"host {host.label()}: SFTP failed: "
+                                       f"{exc or type(exc).__name__}") from None
+
+    # -- probing ---------------------------------------------------------------------------
+
+    def _peer_address(self, node: str) -> str | None:
+        for other in self.node_ids:
+            if other != node and other in self.addresses:
+                return self.addresses[other]
+        return None
+
+    def _probe_host(self, node: str) -> HostFacts:
+        host = self.hosts[node]
+        self._client(node)  # connection trouble is reported as such, not as a failed probe
+        peer = self._peer_address(node)
+        route = f"ip -o route get {netcmds.quote([peer])} 2>/dev/null || true" if peer else ""
+        py = netcmds.quote([host.python])
+        script = "\n".join([
+            'echo "uid $(id -u)"',
+            'echo "home $HOME"',
+            'if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && '
+            'sudo -n true >/dev/null 2>&1; then echo "sudo ok"; fi',
+            *(f"command -v {tool} >/dev/null 2>&1 && echo 'have {tool}'"
+              for tool in ("iptables", "tc", "timeout", "setsid", "sudo")),
+            f"{py} -c 'import sys; print(\"python %d %d\" % sys.version_info[:2])' 2>/dev/null"
+            " || echo 'python none'",
+            route,
+            "exit 0",
+        ])
+        result = self.run(node, script)
+        facts = HostFacts()
+        for line in result.out.splitlines():
+            words = line.split()
+            if words[:1] == ["uid"] and len(words) == 2 and words[1].isdigit():
+                facts.uid = int(words[1])
+            elif words[:1] == ["home"]:
+                facts.home = line[5:].strip()
+            elif words == ["sudo", "ok"]:
+                facts.sudo = True
+            elif words[:1] == ["have"]:
+                facts.have.update(words[1:])
+            elif words[:1] == ["python"] and len(words) == 3:
+                facts.python = (int(words[1]), int(words[2]))
+        facts.dev = netcmds.parse_route_dev(result.out)
+        if facts.uid < 0 or not facts.home.startswith("/"):
+            raise BackendError(f"host {host.label()}: the probe did not answer as expected "
+                               f"(exit {result.code}): {result.text()}")
+        if facts.python is None:
+            raise BackendError(f"host {host.label()}: {host.python} is not installed (the node "
+                               f"needs Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]}+)")
+        if facts.python < MIN_PYTHON:
+            raise BackendError(f"host {host.label()}: {host.python} is "
+                               f"{facts.python[0]}.{facts.python[1]}; the node needs "
+                               f"{MIN_PYTHON[0]}.{MIN_PYTHON[1]}+")
+        self.facts[node] = facts
+        if facts.root:
+            # The same probe as the Docker backend's, as root: whether iptables and tc netem work
+            # (a kernel without the modules, a container without NET_ADMIN).
+            res = self.run(node, netcmds.probe_script("lo"), root=True)
+            facts.found = netcmds.parse_probe(res.out)
+            if res.code != 0:
+                facts.probe_error = res.text()
+        return facts
+
+    def _reasons(self, node: str) -> dict[str, str]:
+        """Why each fault cannot be done on this host (empty if all can)."""
+        host = self.hosts[node]
+        facts = self.facts[node]
+        reasons: dict[str, str] = {}
+        label = f"host {host.label()}"
+        if not facts.root:
+            why = ("not root and no sudo" if "sudo" not in facts.have
+                   else "not root and sudo asks for a password (sudo -n is refused)")
+            reasons["partition"] = f"{label}: {why} (iptables needs root)"
+            reasons["delay"] = f"{label}: {why} (tc needs root)"
+            return reasons
+        if "iptables" not in facts.have:
+            reasons["partition"] = f"{label}: iptables is not installed"
+        elif "iptables" not in facts.found:
+            reasons["partition"] = (f"{label}: iptables does not work there (no kernel support "
+                                    "or no NET_ADMIN)")
+        if "tc" not in facts.have:
+            reasons["delay"] = f"{label}: tc (iproute2) is not installed"
+        elif "netem" not in facts.found:
+            reasons["delay"] = (f"{label}: tc netem does not work there (the kernel lacks "
+                                "sch_netem, sch_prio or cls_u32)")
+        elif facts.dev is None:
+            reasons["delay"] = f"{label}: cannot tell which interface reaches the other hosts"
+        return reasons
+
+    def _resolve(self) -> None:
+        """Every host's IPv4 address (iptables rules and the nodes' --peer need addresses)."""
+        for node, host in self.hosts.items():
+            if node in self.addresses:
+                continue
+            try:
+                self.addresses[node] = str(ipaddress.IPv4Address(host.address))
+                continue
+            except ValueError:
+                pass
+            try:
+                infos = socket.getaddrinfo(host.address, None, socket.AF_INET,
+                                           socket.SOCK_STREAM)
+            except socket.gaierror as exc:
+                raise BackendError(f"host {host.label()}: unreachable: cannot resolve "
+                                   f"{host.address} to an IPv4 address ({exc.strerror})"
+                                   ) from None
+            self.addresses[node] = str(infos[0][4][0])
+        by_address: dict[str, str] = {}
+        for node, address in self.addresses.items():
+            if address in by_address:
+                raise BackendError(f"hosts {self.hosts[by_address[address]].label()} and "
+                                   f"{self.hosts[node].label()} are the same address {address}: "
+                                   "the SSH backend runs one node per host")
+            by_address[address] = node
+
+    def capabilities(self) -> set[str]:
+        if self._caps is None:
+            self._resolve()
+            _raise_first(_parallel(self._probe_host, self.node_ids))
+            caps = netcmds.Capabilities(faults={"partition", "delay", "pause", "kill"})
+            for node in self.node_ids:
+                for fault, why in self._reasons(node).items():
+                    caps.faults.discard(fault)
+                    caps.reasons.setdefault(fault, why)
+            self._caps = caps
+        return set(self._caps.faults)
+
+    def probe(self, faults: set[str]) -> None:
+        """Connect to every host and check it can do `faults`; every problem is one line naming
+        its host, before anything has been started."""
+        self._wanted_faults = set(faults)
+        self.capabilities()
+        assert self._caps is not None
+        missing = sorted(set(faults) - self._caps.faults)
+        if missing:
+            why = "; ".join(self._caps.reasons.get(f, f"{f}: not supported") for f in missing)
+            raise BackendError(f"backend ssh cannot do {', '.join(missing)}: {why}")
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    def remote_dir(self, node: str) -> str:
+        return f"{self.facts[node].home.rstrip('/')}/{REMOTE_ROOT}/{self.instance}"
+
+    def port_of(self, node: str) -> int:
+        return self.hosts[node].node_port or self.node_port
+
+    def command(self, node: str) -> list[str]:
+        """The node's command line on its host."""
+        base = self.remote_dir(node)
+        args = [self.hosts[node].python, "-m", "node", "--id", node,
+                "--listen", f"0.0.0.0:{self.port_of(node)}"]
+        for peer in self.node_ids:
+            if peer != node:
+                args += ["--peer", f"{peer}={self.addresses[peer]}:{self.port_of(peer)}"]
+        return args + ["--data-dir", f"{base}/data"] + self.args_for(node)
+
+    def setup(self) -> None:
+        if self._caps is None:
+            self.capabilities()
+        code = _node_code_tar(self.node_code)
+        _raise_first(_parallel(lambda node: self._deploy(node, code), self.node_ids))
+        _raise_first(_parallel(self._start, self.node_ids))
+
+    def _deploy(self, node: str, code: bytes) -> None:
+        base = self.remote_dir(node)
+        q = netcmds.quote
+        self._deployed.add(node)
+        self.run(node, f"set -e\nmkdir -p {q([base + '/code'])} {q([base + '/data'])}\n"
+                       f": >{q([base + '/node.log'])}")
+        self.sftp_put(node, code, f"{base}/node.tar")
+        extract = "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])"
+        unpack = [self.hosts[node].python, "-c", extract, f"{base}/node.tar", f"{base}/code"]
+        res = self.run(node, f"set -e\n{q(unpack)}\nrm -f {q([base + '/node.tar'])}")
+        if res.code != 0:
+            raise BackendError(f"host {self.hosts[node].label()}: unpacking the node failed: "
+                               f"{res.text()}")
+        if self._network_managed(node):
+            # Rules an earlier run left in our chain must not cut this one.
+            self._apply(node, netcmds.NodeNetwork(port=self.port_of(node)))
+
+    def _network_managed(self, node: str) -> bool:
+        caps = self._caps.faults if self._caps else set()
+        wanted = self._wanted_faults & {"partition", "delay"}
+        return bool(wanted) and self.facts[node].root and "partition" in caps
+
+    def _pid_function(self, node: str) -> str:
+        """Shell: node_pid prints the node's pid if the pid file names a live process of ours
+        (its command line holds our data directory: pids are reused)."""
+        base = self.remote_dir(node)
+        q = netcmds.quote
+        return (f"D={q([base])}\n"
+                'node_pid() { p=$(cat "$D/node.pid" 2>/dev/null) || return 1; '
+                '[ -n "$p" ] || return 1; '
+                'tr "\\000" "\\n" <"/proc/$p/cmdline" 2>/dev/null | grep -qxF -- "$D/data" '
+                '|| return 1; echo "$p"; }\n')
+
+    def _start(self, node: str) -> None:
+        """Start the node detached, unless it runs already; its pid is echoed once written."""
+        host = self.hosts[node]
+        q = netcmds.quote
+        env = {"PYTHONPATH": f"{self.remote_dir(node)}/code", "PYTHONUNBUFFERED": "1",
+               RUN_ENV: self.run_id, CONTROLLER_ENV: f"{socket.gethostname()}:{os.getpid()}"}
+        env_words = " ".join(q([f"{k}={v}"]) for k, v in env.items())
+        # setsid: the node leaves the command's session and process group, so that neither the
+        # end of the SSH channel nor `timeout` killing its process group reaches it.
+        detach = "setsid " if "setsid" in self.facts[node].have else "nohup "
+        launcher = 'echo $$ >"$0.new" && mv "$0.new" "$0" && exec "$@"'
+        script = (self._pid_function(node) + "set -e\n"
+                  'if p=$(node_pid); then echo "pid $p"; exit 0; fi\n'
+                  'rm -f "$D/node.pid"\n'
+                  f'cd "$D"\n'
+                  f"env {env_words} {detach}sh -c {q([launcher])} \"$D/node.pid\" "
+                  f"{q(self.command(node))} </dev/null >>\"$D/node.log\" 2>&1 &\n"
+                  "i=0; while [ ! -s \"$D/node.pid\" ]; do i=$((i+1)); "
+                  '[ "$i" -lt 250 ] || { echo "no pid file" >&2; exit 1; }; sleep 0.02; done\n'
+                  'echo "pid $(cat "$D/node.pid")"\n')
+        with self._locks[node]:
+            res = self.run(node, script)
+            pid = next((int(line.split()[1]) for line in res.out.splitlines()
+                        if line.startswith("pid ") and line.split()[1].isdigit()), None)
+            if res.code != 0 or pid is None:
+                raise BackendError(f"host {host.label()}: starting the node failed "
+                                   f"(exit {res.code}): {res.text()}")
+            self.pids[node] = pid
+            self.paused.discard(node)
+
+    # -- network ---------------------------------------------------------------------------
+
+    def _wanted(self, node: str) -> netcmds.NodeNetwork:
+        return netcmds.node_network(node, self.addresses, self.cut, self.delays,
+                                    port=self.port_of(node))
+
+    def _apply(self, node: str, state: netcmds.NodeNetwork) -> None:
+        facts = self.facts[node]
+        # The host's own root qdisc is left alone until a delay is asked for.
+        manage_qdisc = bool(state.netem) or node in self._qdisc_touched
+        script = netcmds.apply_script(state, dev=facts.dev, manage_qdisc=manage_qdisc)
+        res = self.run(node, script, root=True)
+        if res.code != 0:
+            raise BackendError(f"host {self.hosts[node].label()}: applying the network state "
+                               f"failed (exit {res.code}): {res.text()}")
+        if state.netem:
+            self._qdisc_touched.add(node)
+        self._applied[node] = state
+
+    def set_network(self, cut: set[Edge], delays: dict[Edge, float]) -> None:
+        if (cut or delays) and self._caps is None:
+            raise BackendError("backend ssh: set_network before probe")
+        for fault, asked in (("partition", cut), ("delay", delays)):
+            if asked and self._caps is not None and fault not in self._caps.faults:
+                raise BackendError(f"backend ssh cannot {fault}: "
+                                   f"{self._caps.reasons.get(fault, 'not supported')}")
+        self.cut = set(cut)
+        self.delays = dict(delays)
+
+        def one(node: str) -> None:
+            want = self._wanted(node)
+            with self._locks[node]:
+                if self._applied.get(node, netcmds.NodeNetwork(port=self.port_of(node))) == want:
+                    return
+                self._apply(node, want)
+
+        _raise_first(_parallel(one, self.node_ids))
+
+    # -- processes -------------------------------------------------------------------------
+
+    def client_address(self, node: str) -> tuple[str, int]:
+        return self.addresses[node], self.port_of(node)
+
+    def is_running(self, node: str) -> bool:
+        res = self.run(node, self._pid_function(node) + "node_pid >/dev/null")
+        return res.code == 0
+
+    def _signal(self, node: str, signal_name: str, wait_gone: bool = False) -> bool:
+        """Signal the node's pid if it is still our node; False if it was not running."""
+        pid = self.pids.get(node)
+        if pid is None:
+            return False
+        q = netcmds.quote
+        script = (self._pid_function(node) + f'[ "$(node_pid)" = {pid} ] || exit 3\n'
+                  f"{q(netcmds.signal_pid(signal_name, pid))}\n")
+        if wait_gone:
+            steps = int(STOP_WAIT_S / 0.02)
+            script += (f"i=0; while node_pid >/dev/null; do i=$((i+1)); "
+                       f'[ "$i" -lt {steps} ] || exit 4; sleep 0.02; done\n')
+        res = self.run(node, script)
+        if res.code == 3:
+            return False
+        if res.code != 0:
+            raise BackendError(f"host {self.hosts[node].label()}: SIG{signal_name} to the node "
+                               f"(pid {pid}) failed (exit {res.code}): {res.text()}")
+        return True
+
+    def kill(self, node: str) -> None:
+        with self._locks[node]:
+            self._signal(node, "KILL", wait_gone=True)
+        self.paused.discard(node)
+
+    def restart(self, node: str) -> None:
+        self._start(node)
+
+    def pause(self, node: str) -> None:
+        with self._locks[node]:
+            if self._signal(node, "STOP"):
+                self.paused.add(node)
+
+    def resume(self, node: str) -> None:
+        with self._locks[node]:
+            self._signal(node, "CONT")
+            self.paused.discard(node)
+
+    def log_tail(self, node: str, lines: int = 20) -> str:
+        if node not in self.facts:
+            return ""
+        try:
+            res = self.run(node, f"tail -n {int(lines)} "
+                           f"{netcmds.quote([self.remote_dir(node) + '/node.log'])}", retry=False)
+        except BackendError:
+            return ""  # a tail is for messages; never fail on it
+        return res.out
+
+    def collect(self) -> None:
+        """Each node's log into nodes/<id>/node.log, and where it ran into nodes/<id>/host.json."""
+        def one(node: str) -> None:
+            node_dir = self.run_dir / "nodes" / node
+            node_dir.mkdir(parents=True, exist_ok=True)
+            host = self.hosts[node]
+            (node_dir / "host.json").write_text(json.dumps(
+                {"host": host.name, "user": host.user, "address": host.address,
+                 "ssh_port": host.port, "node_port": self.port_of(node),
+                 "remote_dir": self.remote_dir(node), "pid": self.pids.get(node)}, indent=1))
+            try:
+                self.sftp_get(node, f"{self.remote_dir(node)}/node.log", node_dir / "node.log")
+            except FileNotFoundError:
+                pass
+
+        _raise_first(_parallel(one, sorted(self._deployed)))
+
+    # -- tear-down -------------------------------------------------------------------------
+
+    def _teardown_host(self, node: str) -> None:
+        errors = []
+        if node in self._deployed:
+            # TERM first (a clean exit), KILL if it lingers; CONT so a paused node can exit.
+            script = (self._pid_function(node) +
+                      "if p=$(node_pid); then kill -CONT \"$p\"; kill -TERM \"$p\"; i=0; "
+                      "while node_pid >/dev/null && [ \"$i\" -lt 100 ]; do i=$((i+1)); "
+                      "sleep 0.03; done; p=$(node_pid) && kill -KILL \"$p\"; fi; "
+                      "i=0; while node_pid >/dev/null && [ \"$i\" -lt 100 ]; do i=$((i+1)); "
+                      "sleep 0.03; done; ! node_pid >/dev/null\n")
+            try:
+                res = self.run(node, script)
+                if res.code != 0:
+                    errors.append(f"the node would not stop: {res.text()}")
+            except BackendError as exc:
+                errors.append(str(exc))
+        if node in self._applied:
+            try:
+                res = self.run(node, netcmds.cleanup_script(
+                    self.facts[node].dev, manage_qdisc=node in self._qdisc_touched), root=True)
+                if res.code != 0:
+                    errors.append(f"removing the firewall rules failed: {res.text()}")
+            except BackendError as exc:
+                errors.append(str(exc))
+        if node in self._deployed:
+            base = self.remote_dir(node)
+            try:
+                res = self.run(node, f"rm -rf {netcmds.quote([base])}\n"
+                                     f"rmdir {netcmds.quote([os.path.dirname(base)])} "
+                                     "2>/dev/null || true")
+                if res.code != 0:
+                    errors.append(f"removing {base} failed: {res.text()}")
+            except BackendError as exc:
+                errors.append(str(exc))
+        if errors:
+            host = self.hosts[node].label()
+            raise BackendError(f"teardown on {host}: " + "; ".join(
+                e.removeprefix(f"host {host}: ") for e in errors))
+        self._deployed.discard(node)
+        self._applied.pop(node, None)
+        self._qdisc_touched.discard(node)
+        self.pids.pop(node, None)
+
+    def teardown(self) -> None:
+        """Stop the nodes, remove our firewall rules and qdisc, remove what was uploaded, close
+        the connections. Safe to call twice."""
+        try:
+            touched = sorted(self._deployed | set(self._applied))
+            results = _parallel(self._teardown_host, touched)
+            self.paused.clear()
+            _raise_first(results)
+        finally:
+            for conn in self._conns.values():
+                with conn.lock:
+                    conn.drop()
+            self._torn_down = True

@@ -1,0 +1,1 @@
+"""The Multi-Paxos key-value node under test (standard library only)."""

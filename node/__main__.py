@@ -1,0 +1,5 @@
+"""`python -m node --help`."""
+
+from node.server import main
+
+raise SystemExit(main())

@@ -1,0 +1,136 @@
+"""Peer messages: their shapes and validation.
+
+Every peer message is a JSON object with `type`, `from`, `to` and `ballot` (the sender's ballot
+for this exchange, `[round, node_id]`). `parse` checks the shape of everything the core will read
+and turns ballots into tuples, so the core never trips over a malformed message: it logs and
+drops it instead.
+
+| type            | fields                                                       |
+| --------------- | ------------------------------------------------------------ |
+| prevote         | (ballot: the one the sender would use)                       |
+| prevote_reply   | granted, promised, leader                                    |
+| prepare         | first (first slot the Phase 1 covers)                        |
+| promise         | ok, promised, accepted [[slot, ballot, value]], snap, chosen |
+| accept          | entries [[slot, value]], commit (heartbeat when empty)       |
+| accepted        | ok, slots, promised, chosen                                  |
+| catchup         | from_slot                                                    |
+| learn           | entries [[slot, value]], commit                              |
+| snapshot        | index, data (JSON text of the state machine)                 |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from node.protocol import valid_command
+
+Ballot = tuple[int, str]
+
+TYPES = ("prevote", "prevote_reply", "prepare", "promise", "accept", "accepted", "catchup",
+         "learn", "snapshot")
+
+
+class BadMessage(ValueError):
+    pass
+
+
+def _int(msg: dict[str, Any], field: str, minimum: int = 0) -> int:
+    v = msg.get(field)
+    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+        raise BadMessage(f"{field} must be an integer >= {minimum}")
+    return v
+
+
+def _bool(msg: dict[str, Any], field: str) -> bool:
+    v = msg.get(field)
+    if not isinstance(v, bool):
+        raise BadMessage(f"{field} must be a boolean")
+    return v
+
+
+def ballot_of(v: Any, field: str = "ballot") -> Ballot:
+    if isinstance(v, tuple):
+        v = list(v)
+    if (not isinstance(v, list) or len(v) != 2 or not isinstance(v[0], int)
+            or isinstance(v[0], bool) or v[0] < 0 or not isinstance(v[1], str)):
+        raise BadMessage(f"{field} must be [round, node_id]")
+    return (v[0], v[1])
+
+
+def _value(v: Any) -> Any:
+    if not valid_command(v):
+        raise BadMessage("log value is not a command")
+    return v
+
+
+def _slot_values(v: Any, field: str) -> list[tuple[int, Any]]:
+    if not isinstance(v, list):
+        raise BadMessage(f"{field} must be a list")
+    out = []
+    for e in v:
+        if (not isinstance(e, list) or len(e) != 2 or not isinstance(e[0], int)
+                or isinstance(e[0], bool) or e[0] < 0):
+            raise BadMessage(f"{field} entries must be [slot, value]")
+        out.append((e[0], _value(e[1])))
+    return out
+
+
+def parse(raw: Any) -> dict[str, Any]:
+    """Validate and normalise a decoded peer message; BadMessage on anything malformed."""
+    if not isinstance(raw, dict):
+        raise BadMessage("not an object")
+    t = raw.get("type")
+    if t not in TYPES:
+        raise BadMessage(f"unknown type {t!r}")
+    for f in ("from", "to"):
+        if not isinstance(raw.get(f), str) or not raw[f]:
+            raise BadMessage(f"{f} must be a node id")
+    msg: dict[str, Any] = {"type": t, "from": raw["from"], "to": raw["to"],
+                           "ballot": ballot_of(raw.get("ballot"))}
+    if t == "prevote_reply":
+        msg["granted"] = _bool(raw, "granted")
+        msg["promised"] = ballot_of(raw.get("promised"), "promised")
+        leader = raw.get("leader")
+        if leader is not None and not isinstance(leader, str):
+            raise BadMessage("leader must be a node id or null")
+        msg["leader"] = leader
+    elif t == "prepare":
+        msg["first"] = _int(raw, "first")
+    elif t == "promise":
+        msg["ok"] = _bool(raw, "ok")
+        msg["promised"] = ballot_of(raw.get("promised"), "promised")
+        msg["snap"] = _int(raw, "snap", -1)
+        msg["chosen"] = _int(raw, "chosen", -1)
+        acc = raw.get("accepted")
+        if not isinstance(acc, list):
+            raise BadMessage("accepted must be a list")
+        entries = []
+        for e in acc:
+            if (not isinstance(e, list) or len(e) != 3 or not isinstance(e[0], int)
+                    or isinstance(e[0], bool) or e[0] < 0):
+                raise BadMessage("accepted entries must be [slot, ballot, value]")
+            entries.append((e[0], ballot_of(e[1]), _value(e[2])))
+        msg["accepted"] = entries
+    elif t == "accept":
+        msg["entries"] = _slot_values(raw.get("entries"), "entries")
+        msg["commit"] = _int(raw, "commit", -1)
+    elif t == "accepted":
+        msg["ok"] = _bool(raw, "ok")
+        msg["promised"] = ballot_of(raw.get("promised"), "promised")
+        msg["chosen"] = _int(raw, "chosen", -1)
+        slots = raw.get("slots")
+        if not isinstance(slots, list) or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in slots):
+            raise BadMessage("slots must be a list of slot numbers")
+        msg["slots"] = slots
+    elif t == "catchup":
+        msg["from_slot"] = _int(raw, "from_slot")
+    elif t == "learn":
+        msg["entries"] = _slot_values(raw.get("entries"), "entries")
+        msg["commit"] = _int(raw, "commit", -1)
+    elif t == "snapshot":
+        msg["index"] = _int(raw, "index")
+        if not isinstance(raw.get("data"), str):
+            raise BadMessage("data must be a string")
+        msg["data"] = raw["data"]
+    return msg

@@ -54,7 +54,8 @@ class NodeConnection:
             if not line:
                 raise ConnectionResetError("connection closed by the node")
             reply = json.loads(line)
-            if reply.get("id") == request_id:
+            # A status reply's "id" is the node's id; it echoes the request's as "request_id".
+            if reply.get("request_id", reply.get("id")) == request_id:
                 return reply
 
     def close(self) -> None:

@@ -1,0 +1,84 @@
+"""`harness run --backend ssh` end to end, against sshd containers standing in for three hosts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.ssh.conftest import NODES, Cluster, harness
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def ssh_run(cluster: Cluster, tmp_path: Path, *extra: str, known_hosts: Path | None = None,
+            seed: int = 3) -> tuple[object, Path]:
+    store = tmp_path / "store"
+    hosts = cluster.hosts_file(tmp_path / "hosts")
+    proc = harness("run", "--backend", "ssh", "--hosts", str(hosts),
+                   "--ssh-known-hosts", str(known_hosts or cluster.known_hosts),
+                   "--time-limit", "12", "--nemesis", "partition,pause,kill",
+                   "--nemesis-interval", "1.2", "--seed", str(seed), "--quiet",
+                   "--store", str(store), *extra)
+    return proc, (store / "latest").resolve()
+
+
+def assert_hosts_clean(cluster: Cluster) -> None:
+    assert not cluster.node_processes(), cluster.node_processes()
+    for i in range(NODES):
+        assert not cluster.leftovers(i), f"{cluster.names[i]}: {cluster.leftovers(i)}"
+
+
+def test_short_run_under_partition_pause_kill_is_valid(cluster: Cluster, tmp_path: Path) -> None:
+    proc, run_dir = ssh_run(cluster, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "verdict: valid" in proc.stdout
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["valid"] is True
+    history = [json.loads(line) for line in
+               (run_dir / "history.jsonl").read_text().splitlines()]
+    assert sum(op["type"] == "ok" for op in history) > 20
+    planned = {f["kind"] for f in json.loads((run_dir / "plan.json").read_text())}
+    done = {op["f"] for op in history if op["process"] == "nemesis" and op["type"] == "info"}
+    wanted = {"partition": "start-partition", "pause": "pause", "kill": "kill"}
+    assert {wanted[k] for k in planned} | {"heal"} <= done, (planned, done)
+    assert not [op for op in history if op["process"] == "nemesis"
+                and "error" in (op.get("value") or {})], "a fault failed"
+    for node in ("n1", "n2", "n3"):
+        log = (run_dir / "nodes" / node / "node.log").read_text()
+        assert log.strip(), f"{node}'s log was not fetched"
+        assert json.loads((run_dir / "nodes" / node / "status.json").read_text())["ok"]
+        host = json.loads((run_dir / "nodes" / node / "host.json").read_text())
+        assert host["address"] == cluster.addresses[int(node[1:]) - 1]
+    assert_hosts_clean(cluster)
+
+
+def test_changed_host_key_is_refused_before_anything_starts(cluster: Cluster,
+                                                            tmp_path: Path) -> None:
+    """n2 gets a new host key (a reinstalled host, or someone in between): the run stops before
+    it starts, with one line naming n2, and no host is touched."""
+    index = 1
+    old = cluster.host_keys[index]
+    script = ("rm -f /etc/ssh/ssh_host_ed25519_key* && "
+              "ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key && "
+              "pkill -HUP -x sshd")
+    code, out = cluster.exec(index, "sh", "-c", script)
+    assert code == 0, out
+    try:
+        from tests.ssh.conftest import wait_for_ssh
+
+        wait_for_ssh(cluster.addresses[index])
+        new = cluster.host_key(index)
+        assert new != old
+        proc, run_dir = ssh_run(cluster, tmp_path)
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        error = [line for line in proc.stdout.splitlines() if line.startswith("harness error:")]
+        assert len(error) == 1, proc.stdout
+        assert f"host n2 (root@{cluster.addresses[index]}:22): HOST KEY MISMATCH" in error[0]
+        assert not (run_dir / "nodes").exists() or not any((run_dir / "nodes").iterdir())
+        assert_hosts_clean(cluster)
+    finally:
+        # The rest of the session knows the host by its new key.
+        cluster.host_keys[index] = cluster.host_key(index)
+        cluster.write_known_hosts()

@@ -97,8 +97,10 @@ def flush(chain: str = CHAIN) -> Argv:
 
 def remove_chain(chain: str = CHAIN, hooks: Iterable[str] = ("INPUT", "OUTPUT")) -> list[str]:
     """Shell lines that remove every trace of our chain; each may fail harmlessly (not there)."""
-    lines = [f"while {quote(iptables('-D', hook, '-j', chain))} 2>/dev/null; do :; done"
-             for hook in hooks]
+    # A hook may have been added more than once (by hand, or by an old harness); bounded, so a
+    # broken iptables that always "succeeds" cannot loop forever.
+    lines = [f"for _ in 1 2 3 4 5 6 7 8; do {quote(iptables('-D', hook, '-j', chain))} "
+             "2>/dev/null || break; done" for hook in hooks]
     lines += [f"{quote(iptables('-F', chain))} 2>/dev/null || true",
               f"{quote(iptables('-X', chain))} 2>/dev/null || true"]
     return lines

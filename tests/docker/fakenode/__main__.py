@@ -28,11 +28,12 @@ def main() -> None:
     async def send(peer: str, text: str) -> bool:
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(*peers[peer]), 1.0)
-            writer.write((json.dumps({"op": "note", "from": args.id, "text": text}) + "\n").encode())
+            note = {"op": "note", "from": args.id, "text": text}
+            writer.write((json.dumps(note) + "\n").encode())
             await asyncio.wait_for(writer.drain(), 1.0)
             writer.close()
             return True
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             return False
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

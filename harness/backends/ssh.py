@@ -159,7 +159,11 @@ def parse_hosts(spec: str | Iterable[Host]) -> list[Host]:
         for number, line in enumerate(path.read_text().splitlines(), 1):
             line = line.split("#", 1)[0].strip()
             if line:
-                hosts.append(parse_host(line, f"{path}:{number}"))
+                host = parse_host(line, f"{path}:{number}")
+                if host.key and not Path(host.key).expanduser().is_absolute():
+                    # Relative to the file, so the file means the same from any directory.
+                    host = replace(host, key=str(path.parent / host.key))
+                hosts.append(host)
         if not hosts:
             raise BackendError(f"hosts file {path} lists no host")
         return hosts
@@ -201,11 +205,6 @@ def fingerprint(key: Any) -> str:
     """OpenSSH's SHA256 fingerprint of a public key."""
     digest = hashlib.sha256(key.asbytes()).digest()
     return f"{key.get_name()} SHA256:{base64.b64encode(digest).decode().rstrip('=')}"
-
-
-def known_hosts_name(address: str, port: int) -> str:
-    """The host's name as known_hosts writes it."""
-    return address if port == DEFAULT_SSH_PORT else f"[{address}]:{port}"
 
 
 class UnknownHostKey(Exception):

@@ -282,12 +282,9 @@ def read_channel(chan: Any, deadline: float) -> tuple[int, bytes, bytes]:
     remaining = deadline - time.monotonic()
     if not chan.status_event.wait(max(0.0, remaining)):
         raise TimeoutError
-    code = chan.exit_status
-    if code == -1:
-        # No exit-status message: the channel closed without one (the connection dropped, or
-        # the command died of a signal, which OpenSSH reports as exit-signal).
-        raise ConnectionLost("the command ended without an exit status")
-    return code, bytes(out), bytes(err)
+    # -1: no exit-status message, because the connection dropped or the command died of a
+    # signal (OpenSSH then sends exit-signal instead); the caller tells which.
+    return chan.exit_status, bytes(out), bytes(err)
 
 
 class _Conn:
@@ -540,6 +537,8 @@ class SshBackend(Backend):
             raise ConnectionLost(str(exc) or type(exc).__name__) from None
         finally:
             chan.close()
+        if code == -1 and not transport.is_active():
+            raise ConnectionLost("the connection dropped while the command ran")
         return Result(code, out.decode(errors="replace"), err.decode(errors="replace"))
 
     def run(self, node: str, script: str, *, root: bool = False,
@@ -683,7 +682,8 @@ class SshBackend(Backend):
             reasons["partition"] = f"{label}: iptables is not installed"
         elif "iptables" not in facts.found:
             reasons["partition"] = (f"{label}: iptables does not work there (no kernel support "
-                                    "or no NET_ADMIN)")
+                                    "or no NET_ADMIN)" + (f": {facts.probe_error}"
+                                                          if facts.probe_error else ""))
         if "tc" not in facts.have:
             reasons["delay"] = f"{label}: tc (iproute2) is not installed"
         elif "netem" not in facts.found:

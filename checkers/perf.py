@@ -163,7 +163,9 @@ def _counter_delta(samples: list[dict], window: str) -> dict[str, Any] | None:
         if isinstance(a.get("chosen"), int) and isinstance(b.get("chosen"), int):
             chosen_start.append(a["chosen"])
             chosen_end.append(b["chosen"])
-    out: dict[str, Any] = {name: totals.get(name, 0) for name in COUNTERS}
+    # No node answered at both boundaries: the counters are unknown, not zero.
+    out: dict[str, Any] = {name: totals.get(name, 0) if per_node else None
+                           for name in COUNTERS}
     # Slots chosen cluster-wide: the highest chosen index moved by this much. Unambiguous whether
     # a node's `commits` counts slots it led or slots it learned.
     out["slots_chosen"] = (max(chosen_end) - max(chosen_start)) if chosen_end else None
@@ -174,7 +176,7 @@ def _counter_delta(samples: list[dict], window: str) -> dict[str, Any] | None:
     if restarted:
         out["restarted"] = sorted(set(restarted))
     commits = out["slots_chosen"] if out["slots_chosen"] else out["commits"]
-    if commits:
+    if commits and out["phase1_rounds"] is not None:
         ratio = out["phase1_rounds"] / commits
         out["phase1_per_commit"] = round(ratio, 4)
         # One Phase-1 round taken as one commit that needed it: classic Paxos (a Phase 1 per

@@ -24,7 +24,7 @@ class RunNotFound(Exception):
 
 def resolve_run(path: str | Path) -> Path:
     """A run directory from a run, test or store directory."""
-    p = Path(path)
+    p = Path(path).resolve()  # a run's name is its parent's and its own: "." has neither
     if (p / "config.json").exists() or (p / "history.jsonl").exists():
         return p
     if (p / "latest").exists():

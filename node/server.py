@@ -60,6 +60,8 @@ class LineReader:
     async def readline(self) -> bytes | None:
         while True:
             i = self.buf.find(b"\n", self.scan_from)
+            if i > self.limit:
+                raise LineTooLong()
             if i >= 0:
                 line = bytes(self.buf[:i])
                 del self.buf[:i + 1]
@@ -82,6 +84,9 @@ class ClientConn:
 
     def send(self, obj: dict[str, Any]) -> None:
         if self.closed:
+            return
+        if self.writer.transport.is_closing():
+            self.close()
             return
         try:
             self.writer.write(protocol.encode(obj))
@@ -172,6 +177,8 @@ class PeerLink:
                         await asyncio.wait({waiter, eof}, return_when=asyncio.FIRST_COMPLETED)
                         waiter.cancel()
                         continue
+                    if writer.transport.is_closing():
+                        break
                     batch = b"".join(self.queue)
                     self.queue.clear()
                     writer.write(batch)
@@ -433,13 +440,15 @@ class NodeServer:
 
     @staticmethod
     def _hello_of(line: bytes) -> str | None:
-        if not line.startswith(b'{"type":"hello"'):
+        if b'"hello"' not in line:
             return None
         try:
             obj = json.loads(line)
-        except ValueError:
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return None
-        sender = obj.get("from") if isinstance(obj, dict) else None
+        if not isinstance(obj, dict) or obj.get("type") != "hello":
+            return None
+        sender = obj.get("from")
         return sender if isinstance(sender, str) else None
 
     def _handle_request(self, conn: ClientConn, line: bytes) -> None:

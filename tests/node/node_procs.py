@@ -134,7 +134,7 @@ class Cluster:
             p.wait(timeout=10)
 
     def stop_all(self) -> None:
-        for nid, p in self.procs.items():
+        for p in self.procs.values():
             if p.poll() is None:
                 p.kill()
                 with contextlib.suppress(subprocess.TimeoutExpired):

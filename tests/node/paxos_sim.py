@@ -49,7 +49,7 @@ class Sim:
                  election_ticks: int = 10, heartbeat_ticks: int = 2,
                  snapshot_every: int = 10_000, classic: bool = False,
                  mid_crash_prob: float = 0.0, max_inflight: int = 64,
-                 request_timeout: int = 150) -> None:
+                 request_timeout: int = 40) -> None:
         self.rng = random.Random(seed)
         self.ids = [f"n{i + 1}" for i in range(n)]
         self.bugs = bugs or {}
@@ -61,6 +61,8 @@ class Sim:
         self.net: list[tuple[str, str, str]] = []      # (src, dst, json text)
         self.blocked: set[tuple[str, str]] = set()
         self.mid_crash_prob = mid_crash_prob
+        self.crash_before_persist: set[str] = set()
+        self.events: list[tuple[str, str]] = []
         self.request_timeout = request_timeout
         self.step_no = 0
         # safety bookkeeping
@@ -116,11 +118,14 @@ class Sim:
             if r is None or not r.has_ready():
                 return
             rd = r.ready()
+            self.events.extend((nid, e) for e in rd.events)
             self._check_chosen(nid, rd)
             for m in rd.early_messages:
                 self._send(m)
-            if (rd.records or rd.snapshot) and self.mid_crash_prob and \
-                    self.rng.random() < self.mid_crash_prob:
+            if (rd.records or rd.snapshot) and (
+                    nid in self.crash_before_persist
+                    or (self.mid_crash_prob and self.rng.random() < self.mid_crash_prob)):
+                self.crash_before_persist.discard(nid)
                 self.crash(nid)   # died before the fsync finished: rd is lost
                 return
             self._persist(nid, rd)
@@ -168,6 +173,33 @@ class Sim:
         r.step(json.loads(text))
         self.process(dst)
         return True
+
+    def matching(self, **fields: Any) -> list[int]:
+        """Indexes of in-flight messages whose fields (src/dst/type or message fields) match."""
+        alias = {"src": "from", "dst": "to"}
+        want = {alias.get(k, k): v for k, v in fields.items()}
+        out = []
+        for i, (_src, _dst, text) in enumerate(self.net):
+            m = json.loads(text)
+            if all(m.get(k) == v for k, v in want.items()):
+                out.append(i)
+        return out
+
+    def deliver_matching(self, **fields: Any) -> int:
+        """Deliver (in order) every in-flight message matching; returns how many."""
+        n = 0
+        while True:
+            idx = self.matching(**fields)
+            if not idx:
+                return n
+            self.deliver(idx[0])
+            n += 1
+
+    def drop_matching(self, **fields: Any) -> int:
+        idx = self.matching(**fields)
+        for i in reversed(idx):
+            self.net.pop(i)
+        return len(idx)
 
     def drop(self) -> None:
         if self.net:
@@ -340,6 +372,46 @@ class Sim:
         else:
             self.tick(self.rng.choice(self.ids))
 
+    def chaos_round(self, p: dict[str, float]) -> None:
+        """One round of time under faults: most nodes tick (clocks drift), every in-flight
+        message is delivered, dropped, duplicated or held back (so reordered), in random order;
+        then maybe a crash, restart, partition or heal; then the clients act."""
+        self.step_no += 1
+        rng = self.rng
+        for i in self.ids:
+            if rng.random() < 0.9:
+                self.tick(i)
+        msgs, self.net = self.net, []
+        rng.shuffle(msgs)
+        drop, dup, hold = p.get("drop", 0.0), p.get("dup", 0.0), p.get("hold", 0.2)
+        for m in msgs:
+            x = rng.random()
+            if x < drop:
+                continue
+            if x < drop + hold:
+                self.net.append(m)
+                continue
+            if x < drop + hold + dup:
+                self.net.append(m)
+            self.net.append(m)
+            self.deliver(len(self.net) - 1)
+        if rng.random() < p.get("crash", 0.0):
+            alive = self.alive()
+            if len(alive) > 1:
+                self.crash(rng.choice(alive))
+        if rng.random() < p.get("restart", 0.0):
+            dead = [i for i in self.ids if self.nodes[i] is None]
+            if dead:
+                self.restart(rng.choice(dead))
+        if rng.random() < p.get("partition", 0.0) and len(self.ids) > 1:
+            ids = self.ids[:]
+            rng.shuffle(ids)
+            cut = rng.randrange(1, len(ids))
+            self.partition(ids[:cut], ids[cut:])
+        if rng.random() < p.get("heal", 0.0):
+            self.heal()
+        self.client_round()
+
     def stabilize(self, max_steps: int = 3000) -> bool:
         """Heal, restart everyone, run losslessly until all replicas agree on the log end."""
         self.heal()
@@ -373,6 +445,21 @@ class Sim:
         for idx, digests in by_index.items():
             if len(digests) > 1:
                 problems.append(f"replicas at applied {idx} differ: {sorted(digests)}")
+        return problems
+
+    def check_states(self) -> list[str]:
+        """Each replica's state equals a fresh replay of the chosen log up to its applied index
+        (through the session rule), snapshots included."""
+        problems = []
+        for i in self.alive():
+            r = self.nodes[i]
+            if r.applied < 0:  # type: ignore[union-attr]
+                continue
+            if any(s not in self.chosen_raw for s in range(r.applied + 1)):  # type: ignore
+                continue
+            ref = self.reference_state(r.applied).digest()  # type: ignore[union-attr]
+            if ref != r.sm.digest():  # type: ignore[union-attr]
+                problems.append(f"{i} state at {r.applied} differs from the log replay")  # type: ignore
         return problems
 
     def reference_state(self, upto: int) -> KV:

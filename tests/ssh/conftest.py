@@ -128,7 +128,7 @@ class Cluster:
     known_hosts: Path
     host_keys: list[str] = field(default_factory=list)  # "ssh-ed25519 AAAA..." per container
 
-    def hosts_spec(self, user: str = "root", count: int = NODES, key: bool = True) -> str:
+    def hosts_spec(self, user: str = "root", count: int = NODES) -> str:
         items = [f"{name}={user}@{address}" for name, address in
                  zip(self.names[:count], self.addresses[:count], strict=True)]
         return ",".join(items)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.ssh.conftest import NODES, Cluster, harness
+from tests.ssh.conftest import NODES, REPO, Cluster, harness
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -82,3 +87,38 @@ def test_changed_host_key_is_refused_before_anything_starts(cluster: Cluster,
         # The rest of the session knows the host by its new key.
         cluster.host_keys[index] = cluster.host_key(index)
         cluster.write_known_hosts()
+
+
+def test_ctrl_c_stops_everything_on_the_hosts(cluster: Cluster, tmp_path: Path) -> None:
+    """Hosts as a comma list with --ssh-key; Ctrl-C mid-run: exit 130, the partial history kept,
+    and the hosts as they were."""
+    store = tmp_path / "store"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--backend", "ssh",
+         "--hosts", cluster.hosts_spec(), "--ssh-key", str(cluster.key),
+         "--ssh-known-hosts", str(cluster.known_hosts), "--time-limit", "60",
+         "--nemesis", "partition,pause", "--nemesis-interval", "1", "--quiet",
+         "--store", str(store)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        history = None
+        while time.monotonic() < deadline:
+            history = store / "latest" / "history.jsonl"
+            if history.exists() and len(history.read_text().splitlines()) > 40 \
+                    and '"nemesis"' in history.read_text():
+                break
+            time.sleep(0.2)
+        assert history is not None and history.exists(), "the run never started"
+        assert cluster.node_processes(), "no node running mid-run"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, out + err
+    results = json.loads((store / "latest" / "results.json").read_text())
+    assert results["incomplete"] is True
+    assert_hosts_clean(cluster)

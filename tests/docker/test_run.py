@@ -1,0 +1,141 @@
+"""Real `harness run --backend docker` runs of the real node: valid under partition, pause and
+kill; an injected bug caught; Ctrl-C and a failing start leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.docker.conftest import REPO, assert_nothing_left, harness, read_results
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.skipif(not (REPO / "node" / "__main__.py").exists(),
+                       reason="the node (node/__main__.py) is not there yet"),
+]
+
+KINDS = "partition,pause,kill"
+TIME_LIMIT = 15
+INTERVAL = 1.2
+
+
+def seed_covering(kinds: str, tmp_path: Path) -> int:
+    """A seed whose fault plan has every kind in `kinds` (the plan is fixed by the seed)."""
+    from harness.config import RunConfig
+    from harness.controller import Controller
+
+    for seed in range(1, 200):
+        config = RunConfig(backend="docker", nemesis=kinds, time_limit=TIME_LIMIT, seed=seed,
+                           nemesis_interval=INTERVAL)
+        scratch = tmp_path / f"plan-{seed}"
+        scratch.mkdir()
+        controller = Controller(config, scratch, progress=False)
+        controller.history.close()
+        if {f.kind for f in controller.plan} >= set(config.nemesis_kinds()):
+            return seed
+    raise AssertionError(f"no seed below 200 plans all of {kinds}")
+
+
+def run_dir_of(store: Path) -> Path:
+    return (store / "latest").resolve()
+
+
+def docker_run(store: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return harness("run", "--backend", "docker", "--store", str(store), "--quiet", *args,
+                   timeout=timeout)
+
+
+def test_run_under_partition_pause_and_kill_is_valid(docker_client: Any, node_image: str,
+                                                     tmp_path: Path) -> None:
+    seed = seed_covering(KINDS, tmp_path)
+    store = tmp_path / "store"
+    proc = docker_run(store, "--nodes", "3", "--nemesis", KINDS, "--time-limit", str(TIME_LIMIT),
+                      "--nemesis-interval", str(INTERVAL), "--seed", str(seed))
+    run_dir = run_dir_of(store)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = read_results(run_dir)
+    assert results["valid"] is True
+    assert results["checkers"]["linearizability"]["valid"] is True
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    done = {op["f"] for op in history if op["process"] == "nemesis" and op["type"] == "info"
+            and "error" not in (op.get("value") or {})}
+    assert {"start-partition", "pause", "kill", "restart", "heal"} <= done, done
+    assert sum(op["type"] == "ok" for op in history) > 50
+    for node in ("n1", "n2", "n3"):
+        node_dir = run_dir / "nodes" / node
+        assert "listening on 0.0.0.0" in (node_dir / "node.log").read_text()
+        assert json.loads((node_dir / "status.json").read_text())["ok"]
+        assert json.loads((node_dir / "container.json").read_text())["image"] == node_image
+    assert_nothing_left(docker_client, run_dir.name)
+
+
+def test_injected_bug_is_caught(docker_client: Any, node_image: str, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    proc = docker_run(store, "--nodes", "3", "--nemesis", "partition:isolate-leader/halves",
+                      "--bug", "small-quorum", "--time-limit", str(TIME_LIMIT),
+                      "--concurrency", "6", "--rate", "200", "--nemesis-interval", "1.5",
+                      "--seed", "1")
+    run_dir = run_dir_of(store)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    results = read_results(run_dir)
+    assert results["valid"] is False
+    assert "harness_error" not in results
+    caught = {name for name, verdict in results["checkers"].items() if verdict["valid"] is False}
+    assert caught & {"linearizability", "agreement"}, results["checkers"]
+    assert_nothing_left(docker_client, run_dir.name)
+
+
+def test_ctrl_c_leaves_nothing(docker_client: Any, node_image: str, tmp_path: Path) -> None:
+    from harness.backends.docker import leftovers
+
+    store = tmp_path / "store"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--backend", "docker",
+                             "--time-limit", "60", "--store", str(store), "--quiet", "--seed",
+                             "9"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    run_id = None
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if (store / "latest").exists():
+                run_dir = run_dir_of(store)
+                history = run_dir / "history.jsonl"
+                if history.exists() and len(history.read_text().splitlines()) > 40:
+                    run_id = run_dir.name
+                    break
+            time.sleep(0.2)
+        assert run_id is not None, "the run never got going"
+        assert len(leftovers(docker_client, run_id)["containers"]) == 3
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, out + err
+    assert_nothing_left(docker_client, run_id)
+    results = read_results(run_dir_of(store))
+    assert results["incomplete"] is True
+    clean = harness("clean", "--run", run_id, timeout=60)
+    assert clean.returncode == 0 and "docker: removed 0 containers" in clean.stdout, clean.stdout
+
+
+def test_node_failing_to_start_is_a_harness_error(docker_client: Any, node_image: str,
+                                                  tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    proc = docker_run(store, "--nemesis", "none", "--time-limit", "5",
+                      "--node-arg=--no-such-option", timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 3, out
+    assert "exited during start-up" in out and "no-such-option" in out, out
+    assert_nothing_left(docker_client, run_dir_of(store).name)

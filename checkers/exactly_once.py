@@ -11,8 +11,10 @@ chosen log entries hold the client's command `{"client", "seq", "op", "key", "va
   may be there;
 - unexpected: a command no client ever invoked, or one whose content differs from the invocation.
 
-Slots missing from every fetched log (compaction, an unreachable leader) make a missing update
-unverifiable: the verdict is then `unknown`, not `false`.
+An update counts as in the log when any node holds it (nodes that disagree on a slot are the
+agreement checker's finding, not reported again here); it is applied twice when one node holds it
+in two slots. Slots missing from every fetched log (compaction, an unreachable leader) make a
+missing update unverifiable: the verdict is then `unknown`, not `false`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from checkers.agreement import merged_log
+from checkers.agreement import canonical
 from checkers.perf import Op, pair_ops
 
 UPDATES = ("write", "cas", "add")
@@ -40,6 +42,13 @@ def _matches(op: Op, cmd: dict) -> bool:
     return True
 
 
+def _ident(cmd: Any) -> tuple[str, int] | None:
+    if not isinstance(cmd, dict) or cmd.get("op") == "noop":
+        return None
+    client, seq = cmd.get("client"), cmd.get("seq")
+    return None if client is None or seq is None else (str(client), seq)
+
+
 def _ran(op: Op) -> bool:
     return op.status == "fail" and (op.error in RAN_ERRORS)
 
@@ -54,47 +63,66 @@ def check(history: list[dict], logs: dict[str, dict | None]) -> dict[str, Any]:
                 without_ids += 1
             continue
         by_id[(str(o.client), o.seq)] = o
-    merged = merged_log(logs)
-    reachable = [n for n, log in logs.items() if isinstance(log, dict)]
+    reachable = sorted(n for n, log in logs.items() if isinstance(log, dict))
     unreachable = sorted(n for n, log in logs.items() if not isinstance(log, dict))
-    top = max(merged) if merged else -1
-    holes = sum(1 for s in range(top + 1) if s not in merged)
+    # Every distinct command any node holds in each slot. Where nodes disagree on a slot, that
+    # is the agreement checker's finding; here a command counts as in the log if any node
+    # holds it, so one divergence is not reported again as lost updates.
+    held: dict[int, dict[str, Any]] = {}
+    per_node: dict[str, dict[tuple[str, int], set[int]]] = {}
+    for node in reachable:
+        mine = per_node.setdefault(node, defaultdict(set))
+        for entry in logs[node].get("entries") or []:
+            slot = entry.get("slot")
+            if not isinstance(slot, int):
+                continue
+            cmd = entry.get("value")
+            held.setdefault(slot, {})[canonical(cmd)] = cmd
+            ident = _ident(cmd)
+            if ident is not None:
+                mine[ident].add(slot)
+    top = max(held) if held else -1
+    holes = sum(1 for s in range(top + 1) if s not in held)
     complete = bool(reachable) and holes == 0 and not unreachable
 
-    slots_of: dict[tuple[str, int], list[int]] = defaultdict(list)
+    slots_of: dict[tuple[str, int], set[int]] = defaultdict(set)
     unexpected: list[dict] = []
     mismatched: list[dict] = []
     noops = commands = 0
-    for slot in sorted(merged):
-        cmd = merged[slot]
-        if not isinstance(cmd, dict) or cmd.get("op") == "noop":
-            noops += 1
-            continue
-        commands += 1
-        client, seq = cmd.get("client"), cmd.get("seq")
-        if client is None or seq is None:
-            unexpected.append({"slot": slot, "command": cmd, "why": "no client/seq"})
-            continue
-        ident = (str(client), seq)
-        slots_of[ident].append(slot)
-        op = by_id.get(ident)
-        if op is None:
-            unexpected.append({"slot": slot, "command": cmd, "why": "never invoked"})
-        elif not _matches(op, cmd):
-            mismatched.append({"slot": slot, "command": cmd, "invoked": op.to_dict()})
+    for slot in sorted(held):
+        for cmd in held[slot].values():
+            if not isinstance(cmd, dict) or cmd.get("op") == "noop":
+                noops += 1
+                continue
+            commands += 1
+            ident = _ident(cmd)
+            if ident is None:
+                unexpected.append({"slot": slot, "command": cmd, "why": "no client/seq"})
+                continue
+            slots_of[ident].add(slot)
+            op = by_id.get(ident)
+            if op is None:
+                unexpected.append({"slot": slot, "command": cmd, "why": "never invoked"})
+            elif not _matches(op, cmd):
+                mismatched.append({"slot": slot, "command": cmd, "invoked": op.to_dict()})
 
-    duplicates = []
-    duplicate_reads = 0
-    for ident, slots in slots_of.items():
-        if len(slots) < 2:
-            continue
-        op = by_id.get(ident)
-        f = op.f if op else merged[slots[0]].get("op")
-        if f == "read":
-            duplicate_reads += 1  # a read has no effect; worth a note, not a violation
-            continue
-        duplicates.append({"client": ident[0], "seq": ident[1], "f": f, "slots": slots,
-                           "command": merged[slots[0]]})
+    duplicates: dict[tuple[str, int], dict[str, Any]] = {}
+    duplicate_reads: set[tuple[str, int]] = set()
+    for node, mine in per_node.items():
+        for ident, slots in mine.items():
+            if len(slots) < 2:
+                continue
+            op = by_id.get(ident)
+            first = held[min(slots)]
+            cmd = next((c for c in first.values() if _ident(c) == ident), {})
+            f = op.f if op else cmd.get("op")
+            if f == "read":
+                duplicate_reads.add(ident)  # a read has no effect: a note, not a violation
+                continue
+            d = duplicates.setdefault(ident, {"client": ident[0], "seq": ident[1], "f": f,
+                                              "slots": sorted(slots), "nodes": [],
+                                              "command": cmd})
+            d["nodes"].append(node)
 
     acknowledged = [o for o in ops if o.f in UPDATES and o.status == "ok"
                     and o.client is not None]
@@ -106,7 +134,7 @@ def check(history: list[dict], logs: dict[str, dict | None]) -> dict[str, Any]:
     ind_applied = sum(1 for o in indeterminate if (str(o.client), o.seq) in slots_of)
 
     def op_row(o: Op) -> dict[str, Any]:
-        return {**o.to_dict(), "slots": slots_of.get((str(o.client), o.seq), [])}
+        return {**o.to_dict(), "slots": sorted(slots_of.get((str(o.client), o.seq), ()))}
 
     result: dict[str, Any] = {
         "valid": True,
@@ -121,8 +149,8 @@ def check(history: list[dict], logs: dict[str, dict | None]) -> dict[str, Any]:
         "lost_count": len(lost),
         "lost": [op_row(o) for o in lost[:MAX_LISTED]],
         "duplicate_count": len(duplicates),
-        "duplicates": duplicates[:MAX_LISTED],
-        "duplicate_reads": duplicate_reads,
+        "duplicates": list(duplicates.values())[:MAX_LISTED],
+        "duplicate_reads": len(duplicate_reads),
         "failed_applied_count": len(failed_applied),
         "failed_applied": [op_row(o) for o in failed_applied[:MAX_LISTED]],
         "unexpected_count": len(unexpected),
@@ -134,9 +162,10 @@ def check(history: list[dict], logs: dict[str, dict | None]) -> dict[str, Any]:
     }
     problems = []
     if duplicates:
-        d = duplicates[0]
+        d = next(iter(duplicates.values()))
         problems.append(f"{len(duplicates)} update(s) applied more than once; first "
-                        f"{d['f']} by {d['client']} seq {d['seq']} in slots {d['slots']}")
+                        f"{d['f']} by {d['client']} seq {d['seq']} in slots {d['slots']} "
+                        f"(on {', '.join(d['nodes'])})")
     if failed_applied:
         o = failed_applied[0]
         problems.append(f"{len(failed_applied)} update(s) reported failed (did not happen) are "

@@ -152,6 +152,18 @@ def test_exactly_once_catches_a_duplicate_application() -> None:
     assert "more than once" in r["reason"]
 
 
+def test_exactly_once_leaves_a_divergent_slot_to_agreement() -> None:
+    n1 = log_of({"op": "noop"}, cmd("c0", 1, "write", value=1), cmd("c1", 1, "write", value=2))
+    n2 = log_of({"op": "noop"}, cmd("c1", 1, "write", value=2), cmd("c0", 1, "write", value=1))
+    r = exactly_once.check(writes_history(), {"n1": n1, "n2": n2})
+    assert r["valid"] is True, r
+    # ... but one node holding one command in two slots is a duplicate application
+    n2 = log_of({"op": "noop"}, cmd("c0", 1, "write", value=1), cmd("c0", 1, "write", value=1),
+                cmd("c1", 1, "write", value=2))
+    r = exactly_once.check(writes_history(), {"n1": n1, "n2": n2})
+    assert r["valid"] is False and r["duplicates"][0]["nodes"] == ["n2"]
+
+
 def test_exactly_once_a_retried_read_twice_is_only_a_note() -> None:
     log = log_of({"op": "noop"}, cmd("c0", 1, "write", value=1), cmd("c1", 1, "write", value=2),
                  cmd("c0", 3, "read"), cmd("c0", 3, "read"))

@@ -17,6 +17,8 @@ from harness.nodeclient import NodeConnection, NotSent
 from workloads.base import UNAVAILABLE, Workload
 
 RETRY_PAUSE_S = 0.02
+# Errors that say nothing about the operation, only that the node did not answer in time.
+LOST_ERRORS = {"timeout", "connection-lost", "connection-refused", "unavailable"}
 
 
 class Worker:
@@ -30,7 +32,11 @@ class Worker:
         self.history = history
         self.addresses = addresses
         self.nodes = sorted(addresses)
-        self.node = self.nodes[index % len(self.nodes)]
+        # Each worker has a home node, as Jepsen binds clients to nodes: it follows leader hints
+        # while things go well and goes home when an operation ends in doubt, so some clients
+        # keep talking to a deposed leader while others find the new one.
+        self.home = self.nodes[index % len(self.nodes)]
+        self.node = self.home
         self.op_timeout = op_timeout
         self.rng = rng
         self.seq = 0
@@ -60,6 +66,8 @@ class Worker:
                                          error=error, client=client, seq=seq)
         if type_ == "info":
             self.process += self.concurrency
+        if type_ == "info" or error in LOST_ERRORS:
+            self.node = self.home if self.node != self.home else self._other_node()
         return completion
 
     async def _attempts(self, op: dict[str, Any], client: str,

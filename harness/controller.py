@@ -138,11 +138,16 @@ class Controller:
     async def run_nemesis(self) -> None:
         assert self.nemesis is not None
         start = time.monotonic()
-        for fault in self.plan:
-            await asyncio.sleep(max(0.0, start + fault.start - time.monotonic()))
-            kind, targets = await self.nemesis.start(fault)
-            await asyncio.sleep(max(0.0, start + fault.end - time.monotonic()))
-            await self.nemesis.stop(kind, targets)
+        # Faults of different kinds overlap; run starts and stops in time order.
+        events = sorted([(f.start, 1, i) for i, f in enumerate(self.plan)]
+                        + [(f.end, 0, i) for i, f in enumerate(self.plan)])
+        started: dict[int, tuple[str, list[str]]] = {}
+        for at, is_start, i in events:
+            await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+            if is_start:
+                started[i] = await self.nemesis.start(self.plan[i])
+            elif i in started:
+                await self.nemesis.stop(*started.pop(i))
         await asyncio.sleep(max(0.0, start + self.durations["faults"] - time.monotonic()))
 
     async def run_final_ops(self, workers: list[Worker]) -> None:

@@ -26,19 +26,30 @@ class PlannedFault:
 
 def plan(spec: dict[str, tuple[str, ...]], duration: float, interval: float,
          rng: random.Random) -> list[PlannedFault]:
-    """Alternate quiet gaps and faults over `duration` seconds.
+    """Each kind on its own timeline, composed as Jepsen composes nemeses: faults of different
+    kinds may overlap (a partition during a pause), faults of one kind never do.
 
-    Gaps and faults each last `interval` seconds with +-50% jitter; a fault that would run past
-    the end is cut short there (the final heal follows the fault phase anyway).
+    On each timeline quiet gaps and faults alternate, each lasting `interval` seconds with
+    +-50% jitter; a fault that would run past the end is cut short there (the final heal
+    follows the fault phase anyway). Each kind draws from its own stream, so adding a kind
+    leaves the others' timelines as they were.
     """
     if not spec or duration <= 0:
         return []
-    kinds = list(spec)
+    base = rng.getrandbits(64)
     faults: list[PlannedFault] = []
-    t = interval * rng.uniform(0.25, 0.75)
+    for kind in sorted(spec):
+        stream = random.Random(f"{base}:{kind}")
+        faults += _timeline(kind, spec[kind], duration, interval, stream)
+    return sorted(faults, key=lambda f: (f.start, f.kind))
+
+
+def _timeline(kind: str, shapes: tuple[str, ...], duration: float, interval: float,
+              rng: random.Random) -> list[PlannedFault]:
+    faults: list[PlannedFault] = []
+    t = interval * rng.uniform(0.25, 1.0)
     while t < duration - 0.5:
-        kind = rng.choice(kinds)
-        shape = rng.choice(spec[kind])
+        shape = rng.choice(shapes)
         length = interval * rng.uniform(0.5, 1.5)
         end = min(t + length, duration)
         faults.append(PlannedFault(round(t, 3), round(end, 3), kind, shape, rng.getrandbits(32)))

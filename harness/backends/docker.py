@@ -522,7 +522,7 @@ class DockerBackend(Backend):
 
     def _remove_container(self, cid: str) -> None:
         try:
-            self.client.api.remove_container(cid, force=True, v=False)
+            self.client.api.remove_container(cid, force=True, v=True)
         except _docker().errors.NotFound:
             pass
 
@@ -558,7 +558,9 @@ def remove_by_label(client: Any, label: str,
 
     def remove_container(cid: str) -> None:
         try:
-            api.remove_container(cid, force=True, v=False)
+            # v: the anonymous volumes an image's VOLUME gave the container (named ones stay,
+            # and go below by label).
+            api.remove_container(cid, force=True, v=True)
         except docker.errors.NotFound:
             pass
 

@@ -24,8 +24,17 @@ def test_same_seed_same_plan_different_seed_different_plan() -> None:
     for fault in a:
         assert 0 <= fault.start < fault.end <= 60
         assert fault.shape in catalogue.KINDS[fault.kind]
-    # Faults never overlap: each starts after the previous one ended.
-    assert all(x.end <= y.start for x, y in zip(a, a[1:], strict=False))
+    # Faults of one kind never overlap; each kind keeps its own timeline.
+    for kind in kinds:
+        mine = [f for f in a if f.kind == kind]
+        assert mine, kind
+        assert all(x.end <= y.start for x, y in zip(mine, mine[1:], strict=False))
+    overlapping = [(x, y) for x in a for y in a if x.kind < y.kind and x.start < y.end
+                   and y.start < x.end]
+    assert overlapping, "composed kinds should sometimes overlap"
+    # Adding a kind leaves the other kinds' timelines unchanged.
+    fewer = plan(catalogue.parse_spec("partition,pause"), 60, 2.0, random.Random(7))
+    assert [f for f in a if f.kind in ("partition", "pause")] == fewer
 
 
 def test_same_seed_same_operations() -> None:

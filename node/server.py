@@ -27,7 +27,6 @@ import signal
 import socket
 import sys
 import time
-from collections import deque
 from typing import Any
 
 from node import protocol
@@ -38,9 +37,10 @@ from node.wal import WAL, WalCorruption, encode_record, read_snapshot, write_sna
 log = logging.getLogger("node")
 
 PEER_LINE_LIMIT = 256 << 20      # snapshots travel as one line
-PEER_QUEUE_LIMIT = 10_000        # messages held for a peer that is slow or down
+PEER_BUFFER_LIMIT = 8 << 20      # bytes buffered for a peer that does not read
 CLIENT_BUFFER_LIMIT = 16 << 20   # a client that does not read its replies is dropped
 BUGGY_FLUSH_S = 1.0              # reply-before-fsync: how long writes sit in the process
+LAZY_FLUSH_S = 0.2               # how long re-learnable records may sit in the process
 
 
 class LineTooLong(Exception):
@@ -124,23 +124,31 @@ class Pending:
 
 
 class PeerLink:
-    """Our outbound connection to one peer: reconnects forever, drops what it cannot send
-    (Paxos re-sends what matters), introduces us with a hello line."""
+    """Our outbound connection to one peer: reconnects forever, introduces us with a hello line,
+    and writes messages straight to the socket. While the peer is unreachable (or not reading)
+    messages are dropped: Paxos re-sends whatever still matters."""
 
     def __init__(self, server: NodeServer, peer_id: str, addr: tuple[str, int]) -> None:
         self.server = server
         self.peer_id = peer_id
         self.addr = addr
-        self.queue: deque[bytes] = deque()
-        self.wake = asyncio.Event()
+        self.writer: asyncio.StreamWriter | None = None
         self.connected = False
+        self.dropped = 0
         self.task: asyncio.Task[None] | None = None
 
     def send(self, line: bytes) -> None:
-        if len(self.queue) >= PEER_QUEUE_LIMIT:
-            self.queue.popleft()
-        self.queue.append(line)
-        self.wake.set()
+        w = self.writer
+        if w is None or w.transport.is_closing():
+            self.dropped += 1
+            return
+        if w.transport.get_write_buffer_size() > PEER_BUFFER_LIMIT:
+            self.dropped += 1
+            return
+        try:
+            w.write(line)
+        except (ConnectionError, RuntimeError):
+            self.dropped += 1
 
     async def run(self) -> None:
         backoff = 0.02
@@ -154,7 +162,6 @@ class PeerLink:
                 if self.connected:
                     self.connected = False
                     self.server.log(f"lost connection to peer {self.peer_id}")
-                self.queue.clear()  # stale by the time we get through
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 0.5)
                 continue
@@ -167,26 +174,15 @@ class PeerLink:
                 self.connected = True
                 self.server.log(f"connected to peer {self.peer_id} at "
                                 f"{self.addr[0]}:{self.addr[1]}")
-            eof = asyncio.ensure_future(reader.read(1))  # the peer never writes: EOF = closed
             try:
                 writer.write(hello)
-                while not eof.done():
-                    if not self.queue:
-                        self.wake.clear()
-                        waiter = asyncio.ensure_future(self.wake.wait())
-                        await asyncio.wait({waiter, eof}, return_when=asyncio.FIRST_COMPLETED)
-                        waiter.cancel()
-                        continue
-                    if writer.transport.is_closing():
-                        break
-                    batch = b"".join(self.queue)
-                    self.queue.clear()
-                    writer.write(batch)
-                    await writer.drain()
+                self.writer = writer
+                # The peer never writes on this connection: EOF or an error means it is gone.
+                await reader.read(1)
             except (OSError, ConnectionError):
                 pass
             finally:
-                eof.cancel()
+                self.writer = None
                 with contextlib.suppress(Exception):
                     writer.close()
             await asyncio.sleep(backoff)
@@ -213,7 +209,9 @@ class NodeServer:
         self.links: dict[str, PeerLink] = {}
         self.tasks: list[asyncio.Task[Any]] = []
         self.conns: set[ClientConn] = set()
-        self.buggy_buffer: list[bytes] = []
+        self.pending: list[bytes] = []     # encoded records not yet written
+        self.buggy = "reply-before-fsync" in opts.bugs
+        self.io_busy = False
         self.lock_fd: int | None = None
         self.started = time.monotonic()
 
@@ -273,8 +271,7 @@ class NodeServer:
             self.tasks.append(link.task)
         self.tasks.append(asyncio.create_task(self._tick_loop()))
         ready_task = asyncio.create_task(self._ready_loop())
-        if "reply-before-fsync" in self.opts.bugs:
-            self.tasks.append(asyncio.create_task(self._buggy_flusher()))
+        self.tasks.append(asyncio.create_task(self._flusher()))
         self.wake.set()
         stop_wait = asyncio.ensure_future(self.stopping.wait())
         await asyncio.wait({stop_wait, ready_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -293,8 +290,7 @@ class NodeServer:
         await asyncio.gather(ready_task, *self.tasks, return_exceptions=True)
         # Let a write in progress finish before closing the log under it.
         self.io.shutdown(wait=True)
-        if self.buggy_buffer:
-            self.buggy_buffer.clear()  # the bug: buffered writes die with the process
+        self._flush_pending(sync=True)  # a clean exit keeps everything, bug or not
         self.wal.close()
         self.log("stopped")
         return code
@@ -313,13 +309,22 @@ class NodeServer:
                     self.log(e)
                 for m in rd.early_messages:
                     self._send_peer(m)
-                if rd.records or rd.snapshot is not None:
-                    if "reply-before-fsync" in self.opts.bugs and rd.snapshot is None:
-                        self.buggy_buffer.extend(encode_record(r) for r in rd.records)
-                    elif rd.sync or rd.rewrite or rd.snapshot is not None:
+                if rd.rewrite or rd.snapshot is not None:
+                    # big writes go to the worker thread so the loop keeps serving
+                    self.pending.clear()  # the rewritten log supersedes them
+                    self.io_busy = True
+                    try:
                         await loop.run_in_executor(self.io, self._persist, rd)
-                    else:
-                        self.wal.append(rd.records, sync=False)  # re-learnable: no fsync
+                    finally:
+                        self.io_busy = False
+                elif rd.records:
+                    self.pending.extend(encode_record(r) for r in rd.records)
+                    if rd.sync and not self.buggy:
+                        # One group write and one fdatasync, inline: cheaper than two thread
+                        # hand-offs, and input piles up meanwhile to form the next batch.
+                        self._flush_pending(sync=True)
+                    elif len(self.pending) > 512:
+                        self._flush_pending(sync=self.buggy)
                 for m in rd.messages:
                     self._send_peer(m)
                 for token, body in rd.replies:
@@ -328,21 +333,29 @@ class NodeServer:
 
     def _persist(self, rd: Ready) -> None:
         if rd.snapshot is not None:
-            self.buggy_buffer.clear()
             write_snapshot(self.opts.data_dir, rd.snapshot.index, rd.snapshot.data)
         if rd.rewrite:
             self.wal.rewrite(rd.records)
         else:
             self.wal.append(rd.records, sync=rd.sync)
 
-    async def _buggy_flusher(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _flush_pending(self, sync: bool) -> None:
+        """Write the records held in memory: the ones that may wait (learned chosen values,
+        which can be learned again) ride along with the next durable write or the periodic
+        flush; with the reply-before-fsync bug, all of them wait here."""
+        if self.pending:
+            data = b"".join(self.pending)
+            self.pending.clear()
+            self.wal.append_bytes(data, sync=sync)
+        elif sync:
+            self.wal.sync()
+
+    async def _flusher(self) -> None:
+        period = BUGGY_FLUSH_S if self.buggy else LAZY_FLUSH_S
         while True:
-            await asyncio.sleep(BUGGY_FLUSH_S)
-            if self.buggy_buffer:
-                data = b"".join(self.buggy_buffer)
-                self.buggy_buffer.clear()
-                await loop.run_in_executor(self.io, self.wal.append_bytes, data)
+            await asyncio.sleep(period)
+            if not self.io_busy:  # never touch the log while the worker rewrites it
+                self._flush_pending(sync=self.buggy)
 
     def _poke(self) -> None:
         assert self.wake is not None

@@ -329,3 +329,69 @@ def test_data_directory_lock(tmp_path) -> None:
         assert r.returncode == 1 and "in use" in r.stderr
     finally:
         c.stop_all()
+
+
+def test_restarted_follower_catches_up_from_a_snapshot(tmp_path) -> None:
+    c = Cluster(str(tmp_path), 3, common=["--snapshot-every", "20"])
+    try:
+        c.start()
+        ld = c.wait_leader(timeout=10)
+        lag = next(i for i in c.ids if i != ld)
+        c.kill(lag)
+        client = Client(c, "snap")
+        client.target = ld
+        for i in range(120):
+            client.op({"op": "write", "key": f"k{i % 7}", "value": i})
+        st = c.status(ld)
+        assert st["first"] > 60      # the leader compacted its log
+        c.start(lag)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            s = c.status(lag)
+            if s and s["applied"] == c.status(ld)["applied"]:
+                break
+            time.sleep(0.05)
+        assert s["digest"] == c.status(ld)["digest"]
+        assert "installed snapshot" in c.log_text(lag)
+        assert os.path.exists(os.path.join(str(tmp_path), lag, "snapshot.bin"))
+        log = fetch_log(c, lag)
+        assert log["first"] == s["first"] and all(e["slot"] >= log["first"]
+                                                  for e in log["entries"])
+        # and it restarts from its own snapshot + log
+        c.kill(lag, signal.SIGTERM)
+        c.start(lag)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            s2 = c.status(lag)
+            if s2 and s2["applied"] >= s["applied"]:
+                break
+            time.sleep(0.05)
+        assert s2["digest"] == c.status(ld)["digest"]
+        client.close()
+    finally:
+        c.stop_all()
+
+
+@pytest.mark.parametrize("bug", [None, "reply-before-fsync"])
+def test_reply_before_fsync_loses_acknowledged_writes_on_sigkill(tmp_path, bug) -> None:
+    c = Cluster(str(tmp_path), 1, extra={"n1": ["--bug", bug] if bug else []})
+    try:
+        c.start()
+        c.wait_leader(timeout=10)
+        assert c.status("n1")["bugs"] == ([bug] if bug else [])
+        conn = Conn(c.ports["n1"])
+        assert conn.call({"client": "a", "seq": 1, "op": "write", "key": "k", "value": 1})["ok"]
+        conn.close()
+        c.kill("n1", signal.SIGKILL)     # well within the buggy 1 s flush interval
+        c.start("n1")
+        c.wait_leader(timeout=10)
+        conn = Conn(c.ports["n1"])
+        got = conn.call({"client": "a", "seq": 2, "op": "read", "key": "k"})
+        conn.close()
+        if bug:
+            assert got["ok"] is False and got["code"] == 20      # the acknowledged write is gone
+            assert "injected bugs: reply-before-fsync" in c.log_text("n1")
+        else:
+            assert got["value"] == 1
+    finally:
+        c.stop_all()

@@ -15,7 +15,7 @@ from __future__ import annotations
 from statistics import median
 from typing import Any
 
-from checkers.perf import NEMESIS, Op, pair_ops, quantile
+from checkers.perf import NEMESIS, Op, longest_outage, pair_ops, quantile
 
 FACTOR = 1.5
 RECOVERY_RUN = 5  # recent ok ops whose median latency must be back under the threshold
@@ -70,7 +70,10 @@ def latency_recovery(ops: list[Op], heal: int, baseline_ms: float | None,
     return None
 
 
-def check(history: list[dict], phases: list[dict]) -> dict[str, Any]:
+def check(history: list[dict], phases: list[dict],
+          recovery_bound_s: float | None = None) -> dict[str, Any]:
+    """`recovery_bound_s`: the first ok op after the final heal must come within this many
+    seconds, else the verdict is false (None: any time before the run ends will do)."""
     ops = pair_ops(history)
     by_name = {p.get("name"): p for p in phases or []}
     rates = phase_rates(ops, phases)
@@ -104,6 +107,10 @@ def check(history: list[dict], phases: list[dict]) -> dict[str, Any]:
             ops, heal, warm_p50, until=final_reads.get("start") if final_reads else None)
         if heal is not None else None,
     }
+    for p in phases or []:
+        if p.get("name") in rates and p.get("start") is not None and p.get("end") is not None:
+            rates[p["name"]]["longest_outage"] = longest_outage(ops, p["start"], p["end"])
+    recovery["bound_s"] = recovery_bound_s
     result: dict[str, Any] = {
         "valid": True,
         "reason": None,
@@ -129,6 +136,12 @@ def check(history: list[dict], phases: list[dict]) -> dict[str, Any]:
         result["reason"] = (f"no operation succeeded after the final heal at "
                             f"{heal / 1e9:.1f} s ({len(after)} invoked after it): the cluster "
                             "did not recover")
+    elif (recovery_bound_s is not None and recovery["time_to_first_ok_s"] is not None
+          and recovery["time_to_first_ok_s"] > recovery_bound_s):
+        result["valid"] = False
+        result["reason"] = (f"the first operation after the final heal succeeded only after "
+                            f"{recovery['time_to_first_ok_s']:.2f} s (bound "
+                            f"{recovery_bound_s:g} s)")
     elif not ok_outside:
         result["valid"] = "unknown"
         result["reason"] = "no operation succeeded outside the fault window"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 NEMESIS = "nemesis"
@@ -188,6 +189,17 @@ def _counter_delta(samples: list[dict], window: str) -> dict[str, Any] | None:
     return out
 
 
+def longest_outage(ops: list[Op], start: int, end: int) -> dict[str, Any] | None:
+    """The longest stretch in [start, end) with no ok completion (edges count as ok)."""
+    oks = sorted(o.end for o in ops if o.status == "ok" and o.end is not None  # type: ignore
+                 and start <= o.end < end)
+    if end <= start:
+        return None
+    points = [start, *oks, end]
+    gap, at = max(((b - a), a) for a, b in pairwise(points))
+    return {"seconds": round(gap / 1e9, 4), "from_s": round(at / 1e9, 4)}
+
+
 def window_stats(ops: list[Op], start: int, end: int) -> dict[str, Any]:
     """Latency by f, throughput and outcome counts of ops invoked in [start, end)."""
     inside = [o for o in ops if start <= o.start < end]
@@ -215,6 +227,8 @@ def window_stats(ops: list[Op], start: int, end: int) -> dict[str, Any]:
         "info": counts.get("info", 0),
         "ok_rate": round(counts.get("ok", 0) / len(inside), 4) if inside else None,
         "throughput": round(counts.get("ok", 0) / seconds, 2) if seconds > 0 else None,
+        # by completion time: how long clients went without any success in this window
+        "longest_outage_s": (longest_outage(ops, start, end) or {}).get("seconds"),
         "latency_ms": latency,
         "by_f": by_f_counts,
     }

@@ -82,6 +82,13 @@ def run_info(config: dict, run_dir: Path) -> dict[str, Any]:
     return info
 
 
+def recovery_bound(config: dict) -> float:
+    """Seconds within which a healed cluster must serve again: ten election timeouts (a few
+    rounds of randomized elections, restarts replaying their logs), at least 2 s."""
+    timeout_ms = config.get("election_timeout_ms") or 300
+    return max(2.0, 10 * float(timeout_ms) / 1000.0)
+
+
 def _guarded(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     try:
         result = fn()
@@ -122,7 +129,8 @@ def analyze(run_dir: Path) -> dict[str, Any]:
         checkers["exactly-once"] = _guarded(lambda: exactly_once.check(history, logs))
     else:
         checkers["agreement"] = {"valid": "unknown", "reason": "no node logs were collected"}
-    checkers["availability"] = _guarded(lambda: availability.check(history, phases))
+    bound = recovery_bound(config)
+    checkers["availability"] = _guarded(lambda: availability.check(history, phases, bound))
     checkers = {k: checkers[k] for k in ORDER if k in checkers}
 
     verdict = merge_valid([c.get("valid") for c in checkers.values()])

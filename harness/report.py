@@ -336,6 +336,7 @@ def window_rows(windows: dict[str, Any]) -> list[dict[str, Any]]:
     add("info", lambda w: w["info"], "int", "lower")
     add("ok rate", lambda w: w["ok_rate"], "num", "higher")
     add("throughput (ok/s)", lambda w: w["throughput"], "num", "higher")
+    add("longest time without an ok (s)", lambda w: w["longest_outage_s"], "num", "lower")
     for q in ("p50", "p95", "p99", "max"):
         add(f"latency {q} (ms)", lambda w, q=q: w["latency_ms"]["all"][q], "ms", "lower")
     for f in fs:

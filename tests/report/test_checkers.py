@@ -315,6 +315,19 @@ def test_availability_no_ok_after_the_heal_is_invalid() -> None:
     assert "after the final heal" in r["reason"]
 
 
+def test_availability_slow_recovery_beyond_the_bound_is_invalid() -> None:
+    assert availability.check(avail_history(), PHASES, recovery_bound_s=0.05)["valid"] is True
+    r = availability.check(avail_history(), PHASES, recovery_bound_s=0.01)
+    assert r["valid"] is False and "bound" in r["reason"]
+
+
+def test_availability_longest_outage_per_phase() -> None:
+    r = availability.check(avail_history(), PHASES)
+    faults = r["phases"]["faults"]["longest_outage"]
+    assert faults == {"seconds": 0.1, "from_s": 0.1}  # nothing succeeded during the faults
+    assert r["phases"]["warmup"]["longest_outage"]["seconds"] == 0.01
+
+
 def test_availability_without_a_heal_is_unknown() -> None:
     r = availability.check(avail_history(heal=False), PHASES)
     assert r["valid"] == "unknown"

@@ -65,9 +65,14 @@ def cluster(docker_client: Any, node_image: str, tmp_path: Path) -> Iterator[Doc
     try:
         yield backend
     finally:
+        volumes = {m.get("Name") for cid in backend.containers.values()
+                   for m in docker_client.api.inspect_container(cid)["Mounts"]}
         backend.teardown()
         backend.teardown()  # twice is harmless
         assert_nothing_left(docker_client, run_id)
+        # Anonymous volumes carry no label: look for the ones the containers had.
+        names = {v.name for v in docker_client.volumes.list()}
+        assert not (volumes - {None}) & names
 
 
 def test_cluster_partitions_pause_kill_and_logs(cluster: DockerBackend, tmp_path: Path) -> None:

@@ -21,8 +21,9 @@ BUGS: dict[str, str] = {
                         "chosen",
     "reply-before-fsync": "send Promise/Accepted before the write-ahead log is flushed; writes "
                           "are buffered in the process and lost with it on SIGKILL",
-    "no-election-jitter": "fixed election timeouts and no backoff (duelling candidates, a "
-                          "liveness bug)",
+    "no-election-jitter": "fixed election timeouts, and a failed election is retried at once "
+                          "without backoff: simultaneous candidates keep refusing each other "
+                          "(a liveness bug)",
 }
 
 

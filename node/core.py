@@ -547,7 +547,8 @@ class Replica:
             return
         if not m["granted"]:
             self.prevote_rejects.add(m["from"])
-            if len(self.prevote_rejects) > self.n - self.quorum:
+            if (len(self.prevote_rejects) > self.n - self.quorum
+                    and "no-election-jitter" not in self.bugs):
                 self._election_failed("pre-vote refused by a majority")
             return
         self.prevotes.add(m["from"])
@@ -561,6 +562,8 @@ class Replica:
         self._step_down(reason)
         self.failed_elections += 1
         self._reset_election_timer()
+        if "no-election-jitter" in self.bugs:
+            self._start_prevote()   # no backoff: straight into the next attempt
 
     def _start_phase1(self, reprepare: bool = False) -> None:
         rnd = max(self.promised[0], self.max_round) + 1

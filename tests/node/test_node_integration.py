@@ -395,3 +395,19 @@ def test_reply_before_fsync_loses_acknowledged_writes_on_sigkill(tmp_path, bug) 
             assert got["value"] == 1
     finally:
         c.stop_all()
+
+
+def test_no_election_jitter_leaves_the_cluster_without_a_leader(tmp_path) -> None:
+    c = Cluster(str(tmp_path), 3, common=["--bug", "no-election-jitter"])
+    try:
+        c.start()
+        ld = c.wait_leader(timeout=10)   # processes start at different times: this works
+        time.sleep(0.2)
+        c.kill(ld)
+        rest = [i for i in c.ids if i != ld]
+        # a correct cluster recovers within failover_bound_s(300) = 2.5 s
+        with pytest.raises(TimeoutError):
+            c.wait_leader(timeout=2 * failover_bound_s(300), among=rest)
+        assert all(c.status(i)["role"] == "candidate" for i in rest)
+    finally:
+        c.stop_all()

@@ -6,6 +6,7 @@ deterministic given those, so a counterexample replays exactly.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,8 +23,8 @@ faults = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
+params = dict(
+
     seed=st.integers(0, 2 ** 32 - 1),
     n=st.sampled_from([3, 3, 5]),
     p=faults,
@@ -33,8 +34,23 @@ faults = st.fixed_dictionaries({
     classic=st.booleans(),
     clients=st.integers(1, 6),
 )
-def test_random_schedules_are_safe(seed: int, n: int, p: dict, rounds: int, snapshot_every: int,
-                                   mid_crash: float, classic: bool, clients: int) -> None:
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**params)
+def test_random_schedules_are_safe(**kw: object) -> None:
+    check_schedule(**kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**params)
+def test_many_more_random_schedules_are_safe(**kw: object) -> None:
+    check_schedule(**kw)  # type: ignore[arg-type]
+
+
+def check_schedule(seed: int, n: int, p: dict, rounds: int, snapshot_every: int,
+                   mid_crash: float, classic: bool, clients: int) -> None:
     sim = Sim(n, seed=seed, snapshot_every=snapshot_every, mid_crash_prob=mid_crash,
               classic=classic and seed % 4 == 0)
     sim.add_clients(clients)

@@ -279,6 +279,7 @@ class DockerBackend(Backend):
 
     def setup(self) -> None:
         self._check_image()
+        self.exec_api  # noqa: B018 - connect now, not from several start threads at once
         if self._caps is None:
             self.capabilities()
         code = _node_code_tar(self.node_code)
@@ -529,7 +530,18 @@ class DockerBackend(Backend):
     def teardown(self) -> None:
         if self._client is None and not self.containers:
             return
-        remove_by_label(self.client, f"{LABEL_INSTANCE}={self.instance}")
+        # A Ctrl-C can land while a set-up thread still creates things: what it adds after our
+        # first pass (or a network still busy with a container going away) goes in the next.
+        for attempt in range(3):
+            try:
+                remove_by_label(self.client, f"{LABEL_INSTANCE}={self.instance}")
+                if not any(leftovers(self.client, label=f"{LABEL_INSTANCE}={self.instance}")
+                           .values()):
+                    break
+            except BackendError:
+                if attempt == 2:
+                    raise
+            time.sleep(0.5)
         self.paused.clear()
         self._applied = {node: None for node in self.node_ids}
         self._torn_down = True
@@ -595,9 +607,10 @@ def remove_by_label(client: Any, label: str,
     return removed
 
 
-def leftovers(client: Any, run_id: str | None = None) -> dict[str, list[str]]:
-    """What carries our run label (of one run, or of any): names by kind, for tests and clean."""
-    label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_RUN
+def leftovers(client: Any, run_id: str | None = None,
+              label: str | None = None) -> dict[str, list[str]]:
+    """What carries our run label (of one run, or of any; or `label`): names by kind."""
+    label = label or (f"{LABEL_RUN}={run_id}" if run_id else LABEL_RUN)
     api = client.api
     return {
         "containers": [c["Names"][0].lstrip("/")

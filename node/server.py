@@ -27,6 +27,7 @@ import signal
 import socket
 import sys
 import time
+import traceback
 from typing import Any
 
 from node import protocol
@@ -212,6 +213,7 @@ class NodeServer:
         self.pending: list[bytes] = []     # encoded records not yet written
         self.buggy = "reply-before-fsync" in opts.bugs
         self.io_busy = False
+        self.exit_code = 0
         self.lock_fd: int | None = None
         self.started = time.monotonic()
 
@@ -275,10 +277,11 @@ class NodeServer:
         self.wake.set()
         stop_wait = asyncio.ensure_future(self.stopping.wait())
         await asyncio.wait({stop_wait, ready_task}, return_when=asyncio.FIRST_COMPLETED)
-        code = 0
+        code = self.exit_code
         if ready_task.done() and ready_task.exception() is not None:
             exc = ready_task.exception()
-            self.log(f"FATAL: {exc.__class__.__name__}: {exc}")
+            assert exc is not None
+            self._fatal(exc)
             code = 1
         self.log("shutting down")
         server.close()
@@ -373,8 +376,12 @@ class NodeServer:
             now = loop.time()
             # After a pause (SIGSTOP, a stalled VM) the core sees the time that passed.
             n = min(cap, 1 + max(0, int((now - next_t) / period)))
-            for _ in range(n):
-                self.core.tick()
+            try:
+                for _ in range(n):
+                    self.core.tick()
+            except Exception as exc:
+                self._fatal(exc)
+                return
             next_t += n * period
             if next_t < now:
                 next_t = math.ceil(now / period) * period
@@ -401,7 +408,11 @@ class NodeServer:
             if not isinstance(msg, dict) or msg.get("from") != peer_id:
                 self.log(f"dropped message on {peer_id}'s connection claiming another sender")
                 continue
-            self.core.step(msg)
+            try:
+                self.core.step(msg)
+            except Exception as exc:  # a bug in the core: never limp on with broken state
+                self._fatal(exc)
+                return
             self._poke()
 
     # -- connections -----------------------------------------------------------------------
@@ -487,7 +498,11 @@ class NodeServer:
             conn.send({"id": rid, **self.core.log(req["from"], req["limit"])})
             return
         pending = Pending(conn, rid)
-        reply = self.core.propose(req, pending)
+        try:
+            reply = self.core.propose(req, pending)
+        except Exception as exc:
+            self._fatal(exc)
+            return
         if reply is not None:
             pending.reply(reply)
             return
@@ -496,6 +511,13 @@ class NodeServer:
         pending.timer = loop.call_later(self.opts.request_timeout_ms / 1000.0,
                                         self._timeout, pending)
         self._poke()
+
+    def _fatal(self, exc: BaseException) -> None:
+        tb = "".join(traceback.format_exception(exc)).rstrip().replace("\n", "\n    ")
+        self.log(f"FATAL: internal error, stopping: {tb}")
+        self.exit_code = 1
+        if self.stopping is not None:
+            self.stopping.set()
 
     def _timeout(self, pending: Pending) -> None:
         if pending.done or self.core is None:

@@ -14,11 +14,9 @@ from typing import Any
 
 from harness.history import HistoryRecorder
 from harness.nodeclient import NodeConnection, NotSent
-from workloads.base import UNAVAILABLE, Workload
+from workloads.base import TIMEOUT, UNAVAILABLE, Workload
 
 RETRY_PAUSE_S = 0.02
-# Errors that say nothing about the operation, only that the node did not answer in time.
-LOST_ERRORS = {"timeout", "connection-lost", "connection-refused", "unavailable"}
 
 
 class Worker:
@@ -32,9 +30,9 @@ class Worker:
         self.history = history
         self.addresses = addresses
         self.nodes = sorted(addresses)
-        # Each worker has a home node, as Jepsen binds clients to nodes: it follows leader hints
-        # while things go well and goes home when an operation ends in doubt, so some clients
-        # keep talking to a deposed leader while others find the new one.
+        # Each worker is bound to a home node, as Jepsen binds clients to nodes: every operation
+        # starts there and follows leader hints, so some clients always talk to a deposed or
+        # isolated leader while others find the new one.
         self.home = self.nodes[index % len(self.nodes)]
         self.node = self.home
         self.op_timeout = op_timeout
@@ -57,6 +55,7 @@ class Worker:
     async def invoke(self, op: dict[str, Any]) -> dict:
         """Record the invocation now, run the operation, record its completion."""
         process, f, key = self.process, op["f"], op.get("key")
+        self.node = self.home
         self.seq += 1
         client, seq = f"c{process}", self.seq
         self.history.append(process, "invoke", f, op["value"], key=key, node=self.node,
@@ -66,8 +65,6 @@ class Worker:
                                          error=error, client=client, seq=seq)
         if type_ == "info":
             self.process += self.concurrency
-        if type_ == "info" or error in LOST_ERRORS:
-            self.node = self.home if self.node != self.home else self._other_node()
         return completion
 
     async def _attempts(self, op: dict[str, Any], client: str,
@@ -87,6 +84,12 @@ class Worker:
             except (OSError, ValueError):
                 maybe_sent, last_error = True, "connection-lost"
             else:
+                if reply.get("code") == TIMEOUT:
+                    # Proposed, fate unknown: the same (client, seq) elsewhere is safe to retry,
+                    # the session table applies it at most once.
+                    maybe_sent, last_error = True, reply.get("error") or "timeout"
+                    self.node = self._other_node()
+                    continue
                 if reply.get("ok") or reply.get("code") != UNAVAILABLE:
                     type_, value, error = self.workload.completion(op, reply)
                     if type_ == "fail" and maybe_sent and op["f"] != "read":

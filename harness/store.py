@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,9 @@ from harness.analysis import analyze, merge_valid
 
 
 def new_run_dir(store: Path, test_name: str) -> Path:
-    stamp = time.strftime("%Y%m%dT%H%M%S")
+    # Microseconds: the directory name is also the run id that marks the run's processes and
+    # containers, so two runs started in the same second must not share it.
+    stamp = datetime.now().strftime("%Y%m%dT%H%M%S.%f")
     base = Path(store) / test_name
     run_dir = base / stamp
     suffix = 1

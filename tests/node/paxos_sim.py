@@ -49,7 +49,7 @@ class Sim:
                  election_ticks: int = 10, heartbeat_ticks: int = 2,
                  snapshot_every: int = 10_000, classic: bool = False,
                  mid_crash_prob: float = 0.0, max_inflight: int = 64,
-                 request_timeout: int = 40) -> None:
+                 request_timeout: int = 40, async_persist: bool = False) -> None:
         self.rng = random.Random(seed)
         self.ids = [f"n{i + 1}" for i in range(n)]
         self.bugs = bugs or {}
@@ -62,6 +62,8 @@ class Sim:
         self.blocked: set[tuple[str, str]] = set()
         self.mid_crash_prob = mid_crash_prob
         self.crash_before_persist: set[str] = set()
+        self.async_persist = async_persist
+        self.persisting: dict[str, Ready] = {}
         self.events: list[tuple[str, str]] = []
         self.request_timeout = request_timeout
         self.step_no = 0
@@ -93,6 +95,7 @@ class Sim:
 
     def crash(self, nid: str) -> None:
         self.nodes[nid] = None
+        self.persisting.pop(nid, None)   # the write in progress dies with the process
 
     def restart(self, nid: str) -> None:
         if self.nodes[nid] is None:
@@ -112,10 +115,12 @@ class Sim:
         return None
 
     def process(self, nid: str) -> None:
-        """Run the node's Ready/Advance loop to quiescence, like the driver does."""
+        """Run the node's Ready/Advance loop to quiescence, like the driver does. With
+        async_persist, a Ready with records stays in flight (the fsync is running) while the
+        node keeps taking input; finish_persist completes it later."""
         while True:
             r = self.nodes[nid]
-            if r is None or not r.has_ready():
+            if r is None or nid in self.persisting or not r.has_ready():
                 return
             rd = r.ready()
             self.events.extend((nid, e) for e in rd.events)
@@ -128,12 +133,30 @@ class Sim:
                 self.crash_before_persist.discard(nid)
                 self.crash(nid)   # died before the fsync finished: rd is lost
                 return
-            self._persist(nid, rd)
-            for m in rd.messages:
-                self._send(m)
-            for token, body in rd.replies:
-                self._on_reply(token, body)
-            r.advance(rd)
+            if self.async_persist and (rd.records or rd.snapshot):
+                self.persisting[nid] = rd
+                return
+            self._complete(nid, rd)
+
+    def _complete(self, nid: str, rd: Ready) -> None:
+        r = self.nodes[nid]
+        assert r is not None
+        self._persist(nid, rd)
+        for m in rd.messages:
+            self._send(m)
+        for token, body in rd.replies:
+            self._on_reply(token, body)
+        r.advance(rd)
+
+    def finish_persist(self, nid: str) -> None:
+        rd = self.persisting.pop(nid, None)
+        if rd is not None and self.nodes[nid] is not None:
+            self._complete(nid, rd)
+            self.process(nid)
+
+    def finish_all_persists(self) -> None:
+        while self.persisting:
+            self.finish_persist(next(iter(self.persisting)))
 
     def _persist(self, nid: str, rd: Ready) -> None:
         disk = self.disks[nid]
@@ -234,6 +257,7 @@ class Sim:
         """Lossless operation: tick everyone, deliver everything deliverable."""
         for _ in range(steps):
             self.step_no += 1
+            self.finish_all_persists()
             self.tick_all()
             if deliver_all:
                 self.flush()
@@ -242,8 +266,10 @@ class Sim:
     def flush(self, limit: int = 100_000) -> None:
         """Deliver every message that can be delivered now (in random order); drop the rest."""
         n = 0
-        while self.net and n < limit:
-            self.deliver(self.rng.randrange(len(self.net)))
+        while (self.net or self.persisting) and n < limit:
+            self.finish_all_persists()
+            if self.net:
+                self.deliver(self.rng.randrange(len(self.net)))
             n += 1
 
     def run_until(self, pred: Any, max_steps: int = 2000) -> bool:
@@ -367,7 +393,9 @@ class Sim:
         elif name == "client":
             self.client_round()
         elif name == "deliver":
-            if not self.deliver():
+            if self.persisting and self.rng.random() < 0.3:
+                self.finish_persist(self.rng.choice(list(self.persisting)))
+            elif not self.deliver():
                 self.tick(self.rng.choice(self.ids))
         else:
             self.tick(self.rng.choice(self.ids))
@@ -381,6 +409,9 @@ class Sim:
         for i in self.ids:
             if rng.random() < 0.9:
                 self.tick(i)
+        for i in list(self.persisting):
+            if rng.random() < 0.6:
+                self.finish_persist(i)
         msgs, self.net = self.net, []
         rng.shuffle(msgs)
         drop, dup, hold = p.get("drop", 0.0), p.get("dup", 0.0), p.get("hold", 0.2)

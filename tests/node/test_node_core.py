@@ -332,3 +332,40 @@ def test_malformed_peer_messages_are_dropped() -> None:
     assert (r.promised, r.role) == before
     assert not rd.messages and not rd.early_messages and not rd.records
     assert len([e for e in rd.events if e.startswith("dropped")]) == len(bad)
+
+
+def test_promise_and_accepted_wait_for_their_records() -> None:
+    """Durability before speech: a Promise or an Accepted is only in the messages sent after
+    the Ready's records are persisted, and those records hold what it promises."""
+    cfg = Config(node_id="n2", peers=["n1", "n3"])
+    r = Replica(cfg, random.Random(0))
+    r.step({"type": "prepare", "from": "n1", "to": "n2", "ballot": [3, "n1"], "first": 0})
+    rd = r.ready()
+    assert [m["type"] for m in rd.messages] == ["promise"] and not rd.early_messages
+    assert rd.sync and {"t": "prom", "b": (3, "n1")} in rd.records
+    r.advance(rd)
+    # accepting at a higher ballot raises the promise, durably, before the Accepted leaves
+    cmd = w("c", 1)
+    r.step({"type": "accept", "from": "n3", "to": "n2", "ballot": [4, "n3"],
+            "entries": [[0, cmd]], "commit": -1})
+    rd = r.ready()
+    assert [m["type"] for m in rd.messages] == ["accepted"] and rd.messages[0]["ok"]
+    assert rd.sync
+    assert {"t": "prom", "b": (4, "n3")} in rd.records
+    assert {"t": "acc", "e": [[0, (4, "n3"), cmd]]} in rd.records
+    r.advance(rd)
+    # the old ballot is now refused, and the refusal names the promise
+    r.step({"type": "accept", "from": "n1", "to": "n2", "ballot": [3, "n1"],
+            "entries": [[1, cmd]], "commit": -1})
+    rd = r.ready()
+    nack = rd.messages[0]
+    assert nack["ok"] is False and nack["promised"] == (4, "n3") and nack["ballot"] == (3, "n1")
+    assert 1 not in r.accepted
+
+
+def test_reply_before_fsync_bug_sends_promises_early() -> None:
+    cfg = Config(node_id="n2", peers=["n1", "n3"], bugs=frozenset({"reply-before-fsync"}))
+    r = Replica(cfg, random.Random(0))
+    r.step({"type": "prepare", "from": "n1", "to": "n2", "ballot": [3, "n1"], "first": 0})
+    rd = r.ready()
+    assert [m["type"] for m in rd.early_messages] == ["promise"] and not rd.messages

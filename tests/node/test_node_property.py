@@ -33,6 +33,7 @@ params = dict(
     mid_crash=st.floats(0.0, 0.05),
     classic=st.booleans(),
     clients=st.integers(1, 6),
+    async_persist=st.booleans(),
 )
 
 
@@ -50,8 +51,9 @@ def test_many_more_random_schedules_are_safe(**kw: object) -> None:
 
 
 def check_schedule(seed: int, n: int, p: dict, rounds: int, snapshot_every: int,
-                   mid_crash: float, classic: bool, clients: int) -> None:
+                   mid_crash: float, classic: bool, clients: int, async_persist: bool) -> None:
     sim = Sim(n, seed=seed, snapshot_every=snapshot_every, mid_crash_prob=mid_crash,
+              async_persist=async_persist,
               classic=classic and seed % 4 == 0)
     sim.add_clients(clients)
     for i in range(rounds):

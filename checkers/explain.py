@@ -29,10 +29,9 @@ def explain_failure(
     model: Model, c: Compiled, outcome: Any, key: Any, group: list[Operation]
 ) -> dict[str, Any]:
     """The JSON explanation of a failed search on one object (key)."""
-    entry_op = outcome.entry_op
-    fi = entry_op[outcome.best_e]
+    fi = outcome.fail_op
     fop = c.ops[fi]
-    prefix = [entry_op[e] for e in outcome.best_stack]
+    prefix = outcome.best_ops
     s = c.init
     prefix_rows = []
     for i in prefix:
@@ -93,8 +92,10 @@ def _timeline(
     """The ops around the failure, with a role each, for the HTML view."""
     fop = c.ops[fi]
     role: dict[int, str] = {}
-    for i in prefix:
+    order: dict[int, int] = {}
+    for n, i in enumerate(prefix, 1):
         role[c.ops[i].id] = "prefix"
+        order[c.ops[i].id] = n
     for i in pending:
         role[c.ops[i].id] = "pending"
     for i in concurrent:
@@ -118,13 +119,17 @@ def _timeline(
         r = role.get(op.id, "other" if op.id in kept else "ignored")
         d = op.to_dict()
         d["role"] = r
+        if op.id in order:
+            d["linearized"] = order[op.id]  # its place in the prefix's order
         rows.append(d)
     return {"from": lo, "to": f_ret, "ops": rows}
 
 
 # ----------------------------------------------------------------------------------- HTML
 
-_TEMPLATE = jinja2.Environment(autoescape=True).from_string(
+_ENV = jinja2.Environment(autoescape=True)
+_ENV.filters["show"] = lambda v: _state_text(v)
+_TEMPLATE = _ENV.from_string(
     """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
 <style>
@@ -152,7 +157,7 @@ code { background: #f6f6f6; padding: 0 3px; }
 <p class="verdict {{ verdict_class }}"><b>{{ verdict_text }}</b>
 {%- if reason %}: {{ reason }}{% endif %}</p>
 <p>Model <code>{{ result.model }}</code>, {{ result.ops }} ops ({{ result.ok }} ok,
-{{ result.fail }} fail, {{ result.info }} info) over {{ result.keys }} key(s),
+{{ result.fail }} fail, {{ result.info }} info) over {{ result["keys"] }} key(s),
 {{ result.configurations }} configurations explored in {{ "%.3f"|format(result.seconds) }} s.</p>
 {% if f %}
 <h2>Timeline{% if f.key is not none %} of key {{ f.key }}{% endif %}</h2>
@@ -166,7 +171,7 @@ end (info) may take effect any time after its start.</p>
 <p><code>{{ f.op.text }}</code>
 (history ops {{ f.op.invoke_index }}&ndash;{{ f.op.complete_index }}) needs {{ f.requires }}.
 After the longest linearizable prefix found ({{ f.prefix_length }} ops)
-the state is <code>{{ f.state }}</code>.</p>
+the state is <code>{{ f.state|show }}</code>.</p>
 <h2>Concurrent ops</h2>
 <table><tr><th>op</th><th>history ops</th><th>status</th><th>in prefix</th></tr>
 {% for o in f.concurrent %}<tr><td><code>{{ o.text }}</code></td>
@@ -177,7 +182,7 @@ the state is <code>{{ f.state }}</code>.</p>
 <table><tr><th>#</th><th>op</th><th>state after</th></tr>
 {% for o in f.prefix_tail %}
 <tr><td>{{ f.prefix_length - f.prefix_tail|length + loop.index }}</td>
-<td><code>{{ o.text }}</code></td><td><code>{{ o.state_after }}</code></td></tr>
+<td><code>{{ o.text }}</code></td><td><code>{{ o.state_after|show }}</code></td></tr>
 {% endfor %}</table>
 {% endif %}
 </body></html>
@@ -201,7 +206,8 @@ def _svg(timeline: dict[str, Any]) -> str:
         pass
     row = {p: k for k, p in enumerate(procs)}
     span = max(1, hi - lo)
-    unit = max(6.0, min(40.0, 1600.0 / span))
+    # fit about 1150 px (a laptop window) unless that squeezes an event below 4 px
+    unit = max(4.0, min(40.0, 1150.0 / span))
     left, top, rh = 70, 24, 26
     width = int(left + span * unit + 20)
     height = top + rh * len(procs) + 10
@@ -234,8 +240,9 @@ def _svg(timeline: dict[str, Any]) -> str:
         open_ended = o["return"] is None
         b = hi if open_ended else o["return"]
         w = max(3.0, x(b) - x(a) - 1)
+        where = "" if o.get("linearized") is None else f", linearized #{o['linearized']}"
         tip = html.escape(
-            f"{o['text']}  [ops {o['invoke_index']}-{o['complete_index']}] {o['role']}"
+            f"{o['text']}  [ops {o['invoke_index']}-{o['complete_index']}] {o['role']}{where}"
         )
         dash = ' stroke-dasharray="4 3"' if open_ended else ""
         parts.append(

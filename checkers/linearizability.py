@@ -45,17 +45,16 @@ class _Budget:
 
 
 class _Outcome:
-    __slots__ = ("valid", "reason", "configurations", "best_e", "best_stack", "best_state",
-                 "entry_op", "cache_size")
+    __slots__ = ("valid", "reason", "configurations", "fail_op", "best_ops", "best_state",
+                 "cache_size")
 
     def __init__(self) -> None:
         self.valid: Any = True
         self.reason: str | None = None
         self.configurations = 0
-        self.best_e = 0
-        self.best_stack: list[int] = []
+        self.fail_op = -1  # the op that could not be linearized (index into Compiled.ops)
+        self.best_ops: list[int] = []  # the longest linearizable prefix found, in order
         self.best_state: Any = None
-        self.entry_op: list[int] = []
         self.cache_size = 0
 
 
@@ -63,30 +62,6 @@ def _entry_bytes(n_bits: int) -> int:
     # a cache entry: dict slot + key tuple + bitset int (+ the info mask); measured with
     # tracemalloc on the etcd corpus, rounded up
     return 190 + n_bits // 7
-
-
-def _order_calls(events: list[tuple[int, int, bool]], ops: list[Operation]) -> None:
-    """Reorder each run of consecutive call entries by return position, info ops last.
-
-    Only the order of calls relative to returns defines the real-time order, so this leaves
-    the verdict as it is; it makes the search try the op with the earliest deadline first,
-    which is more often the right one, so valid histories need less backtracking.
-    """
-    n = len(events)
-    i = 0
-    big = float("inf")
-    while i < n:
-        if not events[i][2]:
-            i += 1
-            continue
-        j = i
-        while j < n and events[j][2]:
-            j += 1
-        if j - i > 1:
-            run = events[i:j]
-            run.sort(key=lambda ev: (big if ops[ev[1]].ret is None else ops[ev[1]].ret, ev[0]))
-            events[i:j] = run
-        i = j
 
 
 def _account(used: list[int], old: int, new: int) -> int:
@@ -100,8 +75,14 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
     """Is the compiled object history linearizable? A generator that yields every few thousand
     configurations (so several keys can be searched in turns) and returns an _Outcome.
 
-    `used` is a one-element list with the cache entries of the other searches in progress,
-    so that the memory budget is for all of them together.
+    `used` is a one-element list with the bytes of the caches of all searches in progress, so
+    that the memory budget is for all of them together.
+
+    Definite ops live in the linked list of call and return entries. Info ops are kept apart,
+    in invocation order: one is available once it was invoked before the first remaining
+    return entry (the frontier), and is tried only after every definite candidate, so that a
+    configuration is first reached with as few info ops used as possible, and later visits
+    with more are subsumed.
     """
     used = used if used is not None else [0]
     out = _Outcome()
@@ -110,49 +91,58 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
     definite = c.definite
     events: list[tuple[int, int, bool]] = []
     bitv = [0] * n
-    n_def = n_info = 0
+    info_ops: list[int] = []
+    n_def = 0
     for i, op in enumerate(ops):
-        events.append((op.call, i, True))
         if definite[i]:
+            events.append((op.call, i, True))
             events.append((op.ret, i, False))  # type: ignore[arg-type]
             bitv[i] = 1 << n_def
             n_def += 1
         else:
-            bitv[i] = 1 << n_info
-            n_info += 1
+            info_ops.append(i)
     if n_def == 0:
         return out
     events.sort()
     n_ent = len(events)
+    # entry 0 is the head sentinel, entries 1..n_ent the events, n_ent + 1 a tail sentinel
+    # never reached (a return entry always precedes it while a definite op is left)
     tail = n_ent + 1
-    # entry 0 is the head sentinel, entries 1..n_ent the events, tail a sentinel never reached
-    # (a return entry always precedes it while a definite op is left)
     nx = list(range(1, n_ent + 2)) + [tail]
     pv = [0] + list(range(0, n_ent + 1))
     entry_op = [0] * (n_ent + 2)
-    # match[e]: for a call entry, its return entry (0 for an info op); -1 for a return entry
+    entry_pos = [0] * (n_ent + 2)
+    # match[e]: for a call entry, its return entry; -1 for a return entry
     match = [-1] * (n_ent + 2)
     call_entry = [0] * n
-    for e, (_, i, is_call) in enumerate(events, 1):
+    for e, (pos, i, is_call) in enumerate(events, 1):
         entry_op[e] = i
+        entry_pos[e] = pos
         if is_call:
             call_entry[i] = e
-            match[e] = 0
         else:
             match[call_entry[i]] = e
-    out.entry_op = entry_op
-    # Identical info ops (same kind and arguments) are interchangeable once invoked, since
-    # neither has a return: only the earliest-invoked unused one of each class is tried.
-    prev_same = [-1] * n
+
+    # Info ops, by invocation. Identical ones (same kind and arguments) are interchangeable once
+    # invoked, since neither has a return: only the earliest-invoked unused one of a class is
+    # tried (iprev: the previous one of its class).
+    info_ops.sort(key=lambda i: ops[i].call)
+    n_info = len(info_ops)
+    icall = [ops[i].call for i in info_ops]
+    ibit = [1 << j for j in range(n_info)]
+    iprev = [-1] * n_info
     last_of: dict[Any, int] = {}
-    for i in sorted(range(n), key=lambda j: ops[j].call):
-        if not definite[i]:
-            try:
-                cls = (c.kind[i], c.a[i], c.b[i])
-                prev_same[i] = last_of.get(cls, -1)
-                last_of[cls] = i
-            except TypeError:
-                pass  # unhashable arguments: no symmetry
+    for j, i in enumerate(info_ops):
+        try:
+            cls = (c.kind[i], c.a[i], c.b[i])
+        except TypeError:
+            continue
+        try:
+            iprev[j] = last_of.get(cls, -1)
+            last_of[cls] = j
+        except TypeError:
+            pass  # unhashable arguments: no symmetry
+    info_base = tail + 1  # stack frames >= info_base are info op j = frame - info_base
 
     kind, A, B = c.kind, c.a, c.b
     observer = c.observers()
@@ -161,8 +151,8 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
     values, value_ids = c.values, c.value_ids
     cache: dict[tuple[int, Any], Any] = {}
     cache_get = cache.get
-    # The stack of linearized ops: call entry (negated when the step was forced, see below)
-    # and the state before it.
+    # The stack of linearized ops: a definite op's call entry (negated when the step was
+    # forced, see below) or info_base + j for info op j; and the state before it.
     st_e: list[int] = []
     st_s: list[Any] = []
     push_e, push_s = st_e.append, st_s.append
@@ -172,200 +162,267 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
     s = c.init
     remaining = n_def
     best_e = 0
+    best_frames: list[int] = []
     configurations = 0
     entry_cost = _entry_bytes(n_def)
     accounted = 0  # bytes of this search's cache counted in used[0]
     forced_scan = True
     forced_hits = 0
-    e = nx[0]
+    e = nx[0]  # cursor over the definite candidates
+    j = -1  # cursor over the info ops (>= 0 once the definite candidates are exhausted)
+    frontier = 0
     while True:
-        r = match[e]
-        if r >= 0:
-            # a call entry: try to linearize its op now
-            i = entry_op[e]
-            if not r:
-                ps = prev_same[i]
-                if ps >= 0 and not I & bitv[ps]:
-                    e = nx[e]  # an identical info op invoked earlier is still unused
-                    continue
-            k = kind[i]
-            if k == 0:  # READ
-                if s != A[i]:
-                    e = nx[e]
-                    continue
-                ns = s
-            elif k == 1:  # WRITE
-                ns = A[i]
-            elif k == 2:  # CAS
-                if s != A[i]:
-                    e = nx[e]
-                    continue
-                ns = B[i]
-            elif k == 3:  # CAS_FAILED
-                if s == A[i]:
-                    e = nx[e]
-                    continue
-                ns = s
-            elif k == 4:  # CAS_ANY
-                ns = B[i] if s == A[i] else s
-            elif k == 5:  # APPEND, inlined: nearly every append makes a new state
-                am = amemo[i]
-                ns = am.get(s)
-                if ns is None:
-                    nv = values[s]
-                    nv = A[i] if nv is None else nv + A[i]
-                    ns = value_ids.get(nv)
+        pushed = False
+        dead = False
+        if j < 0:
+            r = match[e]
+            if r > 0:
+                # a definite op's call entry: try to linearize it now
+                i = entry_op[e]
+                k = kind[i]
+                if k == 0:  # READ
+                    if s != A[i]:
+                        e = nx[e]
+                        continue
+                    ns = s
+                elif k == 1:  # WRITE
+                    ns = A[i]
+                elif k == 2:  # CAS
+                    if s != A[i]:
+                        e = nx[e]
+                        continue
+                    ns = B[i]
+                elif k == 3:  # CAS_FAILED
+                    if s == A[i]:
+                        e = nx[e]
+                        continue
+                    ns = s
+                elif k == 5:  # APPEND, inlined: nearly every append makes a new state
+                    am = amemo[i]
+                    ns = am.get(s)
                     if ns is None:
-                        ns = value_ids[nv] = len(values)
-                        values.append(nv)
-                    am[s] = ns
-            else:
-                ns = step_fn(s, A[i])  # type: ignore[misc]
-                if ns is ILLEGAL:
-                    e = nx[e]
-                    continue
-            if r:
+                        nv = values[s]
+                        nv = A[i] if nv is None else nv + A[i]
+                        ns = value_ids.get(nv)
+                        if ns is None:
+                            ns = value_ids[nv] = len(values)
+                            values.append(nv)
+                        am[s] = ns
+                else:
+                    ns = step_fn(s, A[i])  # type: ignore[misc]
+                    if ns is ILLEGAL:
+                        e = nx[e]
+                        continue
                 nD = D | bitv[i]
-                nI = I
-            elif ns == s:
-                e = nx[e]  # an info op without effect here: the same as not using it
-                continue
-            else:
-                nD = D
-                nI = I | bitv[i]
-            key = (nD, ns)
-            prev = cache_get(key)
-            dominated = False
-            if prev is None:
-                cache[key] = nI
-            elif prev.__class__ is int:
-                if prev & nI == prev:
-                    dominated = True  # seen with no more info ops used: nothing new below
+                key = (nD, ns)
+                prev = cache_get(key)
+                dominated = False
+                if prev is None:
+                    cache[key] = I
+                elif prev.__class__ is int:
+                    if prev & I == prev:
+                        dominated = True  # seen with no more info ops used: nothing new below
+                    else:
+                        cache[key] = I if I & prev == I else [prev, I]
                 else:
-                    cache[key] = nI if nI & prev == nI else [prev, nI]
-            else:
-                for m in prev:
-                    if m & nI == m:
-                        dominated = True
-                        break
-                else:
-                    prev[:] = [m for m in prev if m & nI != nI]
-                    prev.append(nI)
-            # A definite observer (an op that never changes the state: a read, a failed
-            # compare) that is legal now can be linearized now without loss: in any
-            # linearization from here it can be moved to this point, since it changes nothing
-            # wherever it is. So it is forced: no other choice is tried here. (A write of
-            # the current value is not: later, the same write may matter.)
-            forced = r and observer[i]
-            if not dominated:
-                push_e(-e if forced else e)
-                push_s(s)
-                s = ns
-                D = nD
-                I = nI  # noqa: E741
-                p = pv[e]
-                q = nx[e]
-                nx[p] = q
-                pv[q] = p
-                if r:
+                    for m in prev:
+                        if m & I == m:
+                            dominated = True
+                            break
+                    else:
+                        prev[:] = [m for m in prev if m & I != I]
+                        prev.append(I)
+                # A definite observer (an op that never changes the state: a read, a failed
+                # compare) that is legal now can be linearized now without loss: in any
+                # linearization from here it can be moved to this point, since it changes
+                # nothing wherever it is. So it is forced: no other choice is tried here. (A
+                # write of the current value is not: later, the same write may matter.)
+                forced = observer[i]
+                if not dominated:
+                    push_e(-e if forced else e)
+                    push_s(s)
+                    s = ns
+                    D = nD
                     remaining -= 1
                     if remaining == 0:
                         out.configurations = configurations + 1
                         out.cache_size = len(cache)
                         _account(used, accounted, 0)
                         return out
+                    p = pv[e]
+                    q = nx[e]
+                    nx[p] = q
+                    pv[q] = p
                     p = pv[r]
                     q = nx[r]
                     nx[p] = q
                     pv[q] = p
-                # In the new configuration, take a forced step first if there is one: it
-                # costs no branching and shrinks what the other choices must consider.
-                e = nx[0]
-                if forced_scan:
-                    f = e
-                    while True:
-                        r = match[f]
-                        if r < 0:
+                    pushed = True
+                elif not forced:
+                    e = nx[e]
+                    continue
+                else:
+                    dead = True  # a forced step into an explored configuration
+            else:
+                # the frontier: a return entry whose op is not linearized yet. Before giving
+                # up on this configuration, try the info ops invoked before it.
+                if e > best_e:
+                    best_e = e  # the furthest point reached so far
+                    best_frames = st_e[:]
+                    out.best_state = s
+                frontier = entry_pos[e]
+                j = 0
+        if j >= 0 and not dead:
+            while j < n_info and icall[j] < frontier:
+                bit = ibit[j]
+                if I & bit:
+                    j += 1
+                    continue
+                ps = iprev[j]
+                if ps >= 0 and not I & ibit[ps]:
+                    j += 1  # an identical info op invoked earlier is still unused
+                    continue
+                i = info_ops[j]
+                k = kind[i]
+                if k == 1:  # WRITE
+                    ns = A[i]
+                elif k == 4:  # CAS_ANY: ran or not, its compare decides
+                    ns = B[i] if s == A[i] else s
+                elif k == 5:  # APPEND
+                    nv = values[s]
+                    nv = A[i] if nv is None else nv + A[i]
+                    ns = value_ids.get(nv)
+                    if ns is None:
+                        ns = value_ids[nv] = len(values)
+                        values.append(nv)
+                else:
+                    ns = step_fn(s, A[i])  # type: ignore[misc]
+                    if ns is ILLEGAL:
+                        j += 1
+                        continue
+                if ns == s:
+                    j += 1  # no effect here: the same as not using it
+                    continue
+                nI = I | bit
+                key = (D, ns)
+                prev = cache_get(key)
+                if prev is None:
+                    cache[key] = nI
+                elif prev.__class__ is int:
+                    if prev & nI == prev:
+                        j += 1
+                        continue
+                    cache[key] = nI if nI & prev == nI else [prev, nI]
+                else:
+                    for m in prev:
+                        if m & nI == m:
                             break
-                        if r:
-                            i = entry_op[f]
-                            k = kind[i]
-                            if k == 0:
-                                if s == A[i]:
-                                    e = f
-                                    break
-                            elif k == 3:
-                                if s != A[i]:
-                                    e = f
-                                    break
-                            elif k == 6 and observer[i]:
-                                if step_fn(s, A[i]) is not ILLEGAL:  # type: ignore[misc]
-                                    e = f
-                                    break
-                        f = nx[f]
-                    if r >= 0:
-                        forced_hits += 1
-                    if configurations == 4096 and forced_hits < 256:
-                        # rarely pays here (e.g. appends, whose reads seldom match early)
-                        forced_scan = False
-                configurations += 1
-                if configurations & _CHECK_EVERY == 0:
-                    accounted = _account(used, accounted, len(cache) * entry_cost)
-                    out.configurations = configurations
-                    yield
-                    if time.monotonic() > budget.deadline:
-                        out.valid = "unknown"
-                        out.reason = (
-                            f"time limit of {budget.time_limit:g} s reached after "
-                            f"{configurations} configurations"
-                        )
+                    else:
+                        m = -1
+                    if m >= 0:
+                        j += 1
+                        continue
+                    prev[:] = [m for m in prev if m & nI != nI]
+                    prev.append(nI)
+                push_e(info_base + j)
+                push_s(s)
+                s = ns
+                I = nI  # noqa: E741
+                pushed = True
+                break
+        if pushed:
+            # A new configuration: take a forced step first if there is one, since it costs
+            # no branching and shrinks what the other choices must consider.
+            e = nx[0]
+            j = -1
+            if forced_scan:
+                f = e
+                while True:
+                    r = match[f]
+                    if r < 0:
                         break
-                    if used[0] > budget.memory_limit:
-                        out.valid = "unknown"
-                        out.reason = (
-                            f"memory limit of {budget.memory_limit_mb:g} MB reached "
-                            f"({len(cache)} memoized configurations)"
-                        )
-                        break
-                continue
-            if not forced:
-                e = nx[e]
-                continue
-            # a forced step into an explored configuration: this one is dead too
-        elif e > best_e:
-            # a return entry whose op is not linearized: the furthest point reached so far
-            best_e = e
-            out.best_stack = [x if x > 0 else -x for x in st_e]
-            out.best_state = s
-        # backtrack: undo the last choice (and the forced steps after it), try the next one
+                    i = entry_op[f]
+                    k = kind[i]
+                    if k == 0:
+                        if s == A[i]:
+                            e = f
+                            break
+                    elif k == 3:
+                        if s != A[i]:
+                            e = f
+                            break
+                    elif k == 6 and observer[i]:
+                        if step_fn(s, A[i]) is not ILLEGAL:  # type: ignore[misc]
+                            e = f
+                            break
+                    f = nx[f]
+                if r >= 0:
+                    forced_hits += 1
+                if configurations == 4096 and forced_hits < 256:
+                    # rarely pays here (e.g. appends, whose reads seldom match early)
+                    forced_scan = False
+            configurations += 1
+            if configurations & _CHECK_EVERY == 0:
+                accounted = _account(used, accounted, len(cache) * entry_cost)
+                out.configurations = configurations
+                yield
+                if time.monotonic() > budget.deadline:
+                    out.valid = "unknown"
+                    out.reason = (
+                        f"time limit of {budget.time_limit:g} s reached after "
+                        f"{configurations} configurations"
+                    )
+                    break
+                if used[0] > budget.memory_limit:
+                    out.valid = "unknown"
+                    out.reason = (
+                        f"memory limit of {budget.memory_limit_mb:g} MB reached "
+                        f"({len(cache)} memoized configurations)"
+                    )
+                    break
+            continue
+        # Backtrack: undo the last choice (and the forced steps after it), try the next one.
         while True:
             if not st_e:
                 out.valid = False
                 break
-            e = pop_e()
+            fr = pop_e()
             s = pop_s()
-            forced = e < 0
+            if fr >= info_base:
+                j = fr - info_base
+                I ^= ibit[j]  # noqa: E741
+                j += 1
+                # back in the parent configuration: its frontier is the first return entry
+                f = nx[0]
+                while match[f] > 0:
+                    f = nx[f]
+                frontier = entry_pos[f]
+                break
+            forced = fr < 0
             if forced:
-                e = -e
-            i = entry_op[e]
-            r = match[e]
-            if r:
-                D ^= bitv[i]
-                remaining += 1
-                pv[nx[r]] = r
-                nx[pv[r]] = r
-            else:
-                I ^= bitv[i]  # noqa: E741
-            pv[nx[e]] = e
-            nx[pv[e]] = e
+                fr = -fr
+            i = entry_op[fr]
+            r = match[fr]
+            D ^= bitv[i]
+            remaining += 1
+            pv[nx[r]] = r
+            nx[pv[r]] = r
+            pv[nx[fr]] = fr
+            nx[pv[fr]] = fr
             if not forced:
+                e = nx[fr]
+                j = -1
                 break
         if out.valid is False:
             break
-        e = nx[e]
     out.configurations = configurations
-    out.best_e = best_e
     out.cache_size = len(cache)
+    if best_e:
+        out.fail_op = entry_op[best_e]
+        out.best_ops = [
+            info_ops[x - info_base] if x >= info_base else entry_op[x if x > 0 else -x]
+            for x in best_frames
+        ]
     _account(used, accounted, 0)
     return out
 

@@ -199,7 +199,6 @@ class DockerBackend(Backend):
         self._client: Any = None
         self._exec_client: Any = None
         self._caps: netcmds.Capabilities | None = None
-        self._torn_down = False
 
     # -- engine ----------------------------------------------------------------------------
 
@@ -457,7 +456,11 @@ class DockerBackend(Backend):
             except docker.errors.APIError as exc:
                 if exc.status_code != 409:  # 409: not running, which is what we want
                     raise BackendError(f"cannot kill {node}: {exc.explanation or exc}") from None
-            self.client.api.wait(cid, timeout=STOP_WAIT_S)
+            try:
+                self.client.api.wait(cid, timeout=STOP_WAIT_S)
+            except Exception as exc:  # noqa: BLE001 - the HTTP read timed out, or the engine
+                raise BackendError(f"{node} did not stop within {STOP_WAIT_S} s of SIGKILL "
+                                   f"({type(exc).__name__})") from None
             self._applied[node] = None
         self.paused.discard(node)
 
@@ -544,7 +547,6 @@ class DockerBackend(Backend):
             time.sleep(0.5)
         self.paused.clear()
         self._applied = {node: None for node in self.node_ids}
-        self._torn_down = True
 
 
 def _safe(text: str) -> str:

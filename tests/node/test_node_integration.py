@@ -411,3 +411,14 @@ def test_no_election_jitter_leaves_the_cluster_without_a_leader(tmp_path) -> Non
         assert all(c.status(i)["role"] == "candidate" for i in rest)
     finally:
         c.stop_all()
+
+
+def test_port_in_use_is_a_startup_failure(tmp_path) -> None:
+    c = Cluster(str(tmp_path), 1)
+    try:
+        c.start()
+        r = run_node(["--id", "n9", "--listen", f"127.0.0.1:{c.ports['n1']}", "--data-dir",
+                      os.path.join(str(tmp_path), "other")])
+        assert r.returncode == 1 and "cannot listen" in r.stderr
+    finally:
+        c.stop_all()

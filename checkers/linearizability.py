@@ -1,9 +1,9 @@
 """Linearizability checking: Wing & Gong / Lowe just-in-time linearization.
 
 The search walks a doubly-linked list of call and return entries in history order. At each step
-it tries to linearize a pending op (a call entry before the first remaining return entry); when
-it meets a return entry whose op is not linearized yet it backtracks. Configurations are
-memoized as (linearized definite ops as an int bitset, model state), as Porcupine does.
+it tries to linearize a pending op (a call entry before the first remaining return entry, the
+frontier); when no pending op can go, it backtracks. Configurations are memoized as (linearized
+definite ops as an int bitset, model state), as Porcupine does.
 
 Beyond Porcupine:
 
@@ -11,12 +11,16 @@ Beyond Porcupine:
   linearized at any point after their call or never, and the search succeeds once every
   definite op is linearized. Porcupine instead appends their returns at the end of the history
   and must linearize every one of them.
-- Memoization with subsumption on info ops: a configuration is skipped when one with the same
-  definite set and state, and a *subset* of its info ops used, was already explored, because
-  the unused info ops only add choices. This collapses the 2^k orders in which k crashed ops
-  can be applied.
+- They are tried only after every definite candidate, and the memo subsumes: a configuration is
+  skipped when one with the same definite set and state and a *subset* of its info ops used was
+  explored, since unused info ops only add choices. Identical info ops are interchangeable, so
+  only the earliest-invoked unused one of each kind is tried; one without effect is not tried.
+- Forced steps: an observer (a read, a failed compare) that is legal now is linearized at once
+  with no alternative tried, since any linearization can be rearranged to take it here.
 - Reads with unknown output and failed ops that did not happen are dropped before the search.
 - States of the register family are interned ints (see models.py) and the op step is inlined.
+- Keys are searched in turns (P-compositionality), so a violation on one key is found without
+  first exhausting another.
 """
 
 from __future__ import annotations
@@ -149,7 +153,28 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
     step_fn, append_fn = c.step, c.append
     amemo: list[dict[Any, Any]] = [{} for _ in range(n)] if append_fn else []
     values, value_ids = c.values, c.value_ids
-    cache: dict[tuple[int, Any], Any] = {}
+    if step_fn is not None:
+        # Generic models' states (frozensets, tuples) are interned to ints here, so the memo
+        # key is one int for every model.
+        gstates: list[Any] = [c.init]
+        gids: dict[Any, int] = {c.init: 0}
+        raw_step = step_fn
+
+        def step_fn(sid: int, payload: Any) -> Any:
+            st = raw_step(gstates[sid], payload)
+            if st is ILLEGAL:
+                return st
+            r = gids.get(st)
+            if r is None:
+                r = gids[st] = len(gstates)
+                gstates.append(st)
+            return r
+
+        s = 0
+    else:
+        s = c.init
+    # memo key: (definite set << 32) | state id, one int (a tuple costs twice the memory)
+    cache: dict[int, Any] = {}
     cache_get = cache.get
     # The stack of linearized ops: a definite op's call entry (negated when the step was
     # forced, see below) or info_base + j for info op j; and the state before it.
@@ -159,7 +184,6 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
     pop_e, pop_s = st_e.pop, st_s.pop
     D = 0  # linearized definite ops
     I = 0  # noqa: E741 - linearized info ops
-    s = c.init
     remaining = n_def
     best_e = 0
     best_frames: list[int] = []
@@ -214,7 +238,7 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                         e = nx[e]
                         continue
                 nD = D | bitv[i]
-                key = (nD, ns)
+                key = (nD << 32) | ns
                 prev = cache_get(key)
                 dominated = False
                 if prev is None:
@@ -304,7 +328,7 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                     j += 1  # no effect here: the same as not using it
                     continue
                 nI = I | bit
-                key = (D, ns)
+                key = (D << 32) | ns
                 prev = cache_get(key)
                 if prev is None:
                     cache[key] = nI
@@ -417,6 +441,8 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
             break
     out.configurations = configurations
     out.cache_size = len(cache)
+    if step_fn is not c.step:
+        out.best_state = gstates[out.best_state or 0]
     if best_e:
         out.fail_op = entry_op[best_e]
         out.best_ops = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -312,6 +313,10 @@ def execute(config: RunConfig, progress: bool = True) -> RunOutcome:
             except (BackendError, OSError) as exc:
                 harness_error = harness_error or f"teardown failed: {exc}"
 
+    def terminated(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM tears down like Ctrl-C
+
+    previous = signal.signal(signal.SIGTERM, terminated)
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
@@ -320,6 +325,7 @@ def execute(config: RunConfig, progress: bool = True) -> RunOutcome:
         if controller.backend is not None:
             controller.backend.teardown()
     finally:
+        signal.signal(signal.SIGTERM, previous)
         controller.history.close()
         controller.end_phases()
         (run_dir / "phases.json").write_text(json.dumps(controller.phases, indent=1))

@@ -88,7 +88,8 @@ def test_same_seed_same_schedule_and_operations(store: Path) -> None:
     assert a[:n] != c[:n]
 
 
-def test_ctrl_c_leaves_nothing_and_keeps_history(store: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_leaves_nothing_and_keeps_history(store: Path, sig: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--time-limit", "60",
                              "--store", str(store), "--quiet", "--seed", "9"], cwd=REPO, env=env,
@@ -105,7 +106,7 @@ def test_ctrl_c_leaves_nothing_and_keeps_history(store: Path) -> None:
         assert history_path is not None, "the run never started"
         run_id = run_dir_of(store).name
         assert node_processes(run_id), "no node running mid-run"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

@@ -117,8 +117,16 @@ class Controller:
         raise HarnessError(f"no leader served within {timeout:.0f} s ({tails})")
 
     async def sample(self, label: str) -> None:
-        self.samples.append({"time": self.history.now(), "label": label,
-                             "nodes": await self.statuses(1.0)})
+        """Every node's status (counters) at a phase boundary. Right after a heal restarted
+        the nodes none may answer yet; wait up to 2 s for at least one."""
+        deadline = time.monotonic() + 2.0
+        while True:
+            now = self.history.now()
+            nodes = await self.statuses(1.0)
+            if any(nodes.values()) or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.1)
+        self.samples.append({"time": now, "label": label, "nodes": nodes})
 
     def begin_phase(self, name: str) -> None:
         now = self.history.now()

@@ -224,8 +224,11 @@ class Controller:
             await asyncio.to_thread(self.backend.setup)
             self.addresses = {n: self.backend.client_address(n) for n in self.nodes}
             await self.wait_for_leader(LEADER_WAIT_S)
+            # The lagging follower falls behind for most of an election timeout, not all of
+            # it: it must not start elections of its own before the leader is cut off.
             self.nemesis = Nemesis(self.backend, self.nodes, self.record_nemesis, self.leader,
-                                   delay_ms=config.delay_ms)
+                                   delay_ms=config.delay_ms,
+                                   lag_s=0.8 * config.election_timeout_ms / 1000)
             await self.drive()
         finally:
             if progress is not None:

@@ -14,7 +14,7 @@ Edge = tuple[str, str]
 # kind -> shapes it can take; `--nemesis` names kinds.
 KINDS: dict[str, tuple[str, ...]] = {
     "partition": ("isolate-one", "isolate-leader", "halves", "majorities-ring", "bridge",
-                  "one-way"),
+                  "one-way", "lagging-takeover"),
     "pause": ("one", "leader", "minority"),
     "kill": ("one", "leader", "minority", "all"),
     "delay": ("all-links", "one-node"),

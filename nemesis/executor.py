@@ -32,12 +32,13 @@ LeaderLookup = Callable[[], Awaitable[str | None]]
 
 class Nemesis:
     def __init__(self, backend: FaultBackend, nodes: list[str], record: Recorder,
-                 leader: LeaderLookup, delay_ms: float = 50.0) -> None:
+                 leader: LeaderLookup, delay_ms: float = 50.0, lag_s: float = 0.25) -> None:
         self.backend = backend
         self.nodes = list(nodes)
         self.record = record
         self.leader = leader
         self.delay_s = delay_ms / 1000.0
+        self.lag_s = lag_s
         self.cut: set[Edge] = set()
         self.delays: dict[Edge, float] = {}
         self.paused: set[str] = set()
@@ -88,6 +89,8 @@ class Nemesis:
         """Start one fault; returns (kind, targets) for the matching stop."""
         rng = random.Random(fault.seed)
         if fault.kind == "partition":
+            if fault.shape == "lagging-takeover":
+                return await self._lagging_takeover(fault, rng)
             cut = await self._grudge(fault.shape, rng)
             nodes = sorted({n for edge in cut for n in edge})
 
@@ -131,6 +134,30 @@ class Nemesis:
             await self._action("kill", {"shape": fault.shape}, targets, do)
             return "kill", targets
         raise ValueError(f"unknown fault kind {fault.kind!r}")
+
+    async def _lagging_takeover(self, fault: PlannedFault,
+                                rng: random.Random) -> tuple[str, list[str]]:
+        """Cut the leader's messages to one follower, which falls behind (and whose election
+        timer starts running first), then isolate the leader: the lagging follower is likely
+        the next leader, and must recover what it missed from the others' promises."""
+        leader = await self.leader() or rng.choice(self.nodes)
+        laggard = rng.choice([n for n in self.nodes if n != leader] or [leader])
+        lag_s = min(self.lag_s, max(0.05, (fault.end - fault.start) / 3))
+        first = {(leader, laggard)}
+        cut = catalogue.isolate(leader, self.nodes)
+
+        async def do() -> None:
+            self.cut = set(first)
+            await self._apply_network()
+            await asyncio.sleep(lag_s)
+            self.cut = set(cut)
+            await self._apply_network()
+
+        value = {"shape": fault.shape, "lagging": laggard, "lag_s": lag_s,
+                 "cut": sorted([list(e) for e in cut])}
+        nodes = sorted({n for edge in cut for n in edge})
+        await self._action("start-partition", value, nodes, do)
+        return "partition", nodes
 
     async def _grudge(self, shape: str, rng: random.Random) -> set[Edge]:
         nodes = self.nodes

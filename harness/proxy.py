@@ -86,16 +86,34 @@ class _EdgeProxy:
     async def _pump(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, forward: bool
     ) -> None:
+        # Each chunk is due `delay` after it arrived; a queue keeps the order without adding
+        # one chunk's delay to the next (a delay, not a throttle).
+        queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        sender = asyncio.ensure_future(self._send(queue, writer))
         try:
             while True:
                 data = await reader.read(_CHUNK)
                 if not data:
                     break
-                if forward and self.delay_s > 0:
-                    # Sleeping in the pump delays every later chunk too, keeping order.
-                    await asyncio.sleep(self.delay_s)
+                delay = self.delay_s if forward else 0.0
+                queue.put_nowait((loop.time() + delay, data))
+            queue.put_nowait(None)
+            await sender
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            sender.cancel()
+
+    async def _send(self, queue: asyncio.Queue, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while (item := await queue.get()) is not None:
+                due, data = item
+                if due > loop.time():
+                    await asyncio.sleep(due - loop.time())
                 if self.cut:
-                    break
+                    return
                 writer.write(data)
                 self.forwarded_bytes += len(data)
                 await writer.drain()

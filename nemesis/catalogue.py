@@ -17,7 +17,7 @@ KINDS: dict[str, tuple[str, ...]] = {
                   "one-way", "lagging-takeover"),
     "pause": ("one", "leader", "minority"),
     "kill": ("one", "leader", "minority", "all"),
-    "delay": ("all-links", "one-node"),
+    "delay": ("all-links", "one-node", "leader"),
 }
 ALIASES = {"packet": "delay", "crash": "kill"}
 # Which backend capability each kind needs.

@@ -102,9 +102,10 @@ class Nemesis:
             await self._action("start-partition", value, nodes, do)
             return "partition", nodes
         if fault.kind == "delay":
-            if fault.shape == "one-node":
-                victim = rng.choice(self.nodes)
-                edges = {e for e in catalogue.isolate(victim, self.nodes)}
+            if fault.shape in ("one-node", "leader"):
+                victim = (await self.leader() if fault.shape == "leader" else None) \
+                    or rng.choice(self.nodes)
+                edges = set(catalogue.isolate(victim, self.nodes))
             else:
                 edges = {(a, b) for a in self.nodes for b in self.nodes if a != b}
             nodes = sorted({n for edge in edges for n in edge})

@@ -94,8 +94,13 @@ def test_delay_slows_one_edge(mesh: ProxyMesh) -> None:
     mesh.set_delay({("a", "b"): 0.4})
     start = time.monotonic()
     s = send(edge, b"slow\n")
-    assert wait_for(lambda: b"slow" in b.received(), timeout=3)
-    assert time.monotonic() - start >= 0.35
+    time.sleep(0.2)
+    s.sendall(b"later\n")
+    assert wait_for(lambda: b"later" in b.received(), timeout=3)
+    elapsed = time.monotonic() - start
+    # Each chunk waits 0.4 s from its arrival: a delay, not a throttle that adds up.
+    assert 0.55 <= elapsed < 0.75, elapsed
+    assert b.received() == [b"slow", b"later"]
     s.close()
 
 

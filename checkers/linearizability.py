@@ -82,6 +82,11 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
     `used` is a one-element list with the bytes of the caches of all searches in progress, so
     that the memory budget is for all of them together.
 
+    A used info op must be seen: a blind write right after it would hide its effect, and
+    the same linearization without that info op is just as good. So no write is tried right
+    after an info op; such a configuration is memoized with bit 0 of its mask set, which makes
+    it subsumed by, but not subsuming, the same configuration reached otherwise.
+
     Definite ops live in the linked list of call and return entries. Info ops are kept apart,
     in invocation order: one is available once it was invoked before the first remaining
     return entry (the frontier), and is tried only after every definite candidate, so that a
@@ -133,7 +138,8 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
     info_ops.sort(key=lambda i: ops[i].call)
     n_info = len(info_ops)
     icall = [ops[i].call for i in info_ops]
-    ibit = [1 << j for j in range(n_info)]
+    # bit 0 of a memo mask marks a configuration just reached by an info op (see below)
+    ibit = [2 << j for j in range(n_info)]
     iprev = [-1] * n_info
     last_of: dict[Any, int] = {}
     for j, i in enumerate(info_ops):
@@ -210,6 +216,9 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                         continue
                     ns = s
                 elif k == 1:  # WRITE
+                    if st_e and st_e[-1] >= info_base:
+                        e = nx[e]  # it would hide the info op just used (see below)
+                        continue
                     ns = A[i]
                 elif k == 2:  # CAS
                     if s != A[i]:
@@ -309,6 +318,9 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                 i = info_ops[j]
                 k = kind[i]
                 if k == 1:  # WRITE
+                    if st_e and st_e[-1] >= info_base:
+                        j += 1
+                        continue
                     ns = A[i]
                 elif k == 4:  # CAS_ANY: ran or not, its compare decides
                     ns = B[i] if s == A[i] else s
@@ -327,7 +339,7 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                 if ns == s:
                     j += 1  # no effect here: the same as not using it
                     continue
-                nI = I | bit
+                nI = I | bit | 1
                 key = (D << 32) | ns
                 prev = cache_get(key)
                 if prev is None:
@@ -351,7 +363,7 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                 push_e(info_base + j)
                 push_s(s)
                 s = ns
-                I = nI  # noqa: E741
+                I = nI ^ 1  # noqa: E741
                 pushed = True
                 break
         if pushed:

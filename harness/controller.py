@@ -21,7 +21,7 @@ from harness.clients import Worker, run_worker
 from harness.config import RunConfig
 from harness.history import HistoryRecorder
 from harness.nodeclient import one_request
-from nemesis.catalogue import CAPABILITY, parse_spec
+from nemesis.catalogue import capabilities, parse_spec
 from nemesis.executor import Nemesis
 from nemesis.schedule import plan
 from workloads import make_workload
@@ -218,7 +218,7 @@ class Controller:
         config = self.config
         self.backend = make_backend(
             config.backend, **self.backend_options())
-        self.backend.probe({CAPABILITY[k] for k in config.nemesis_kinds()})
+        self.backend.probe(capabilities(parse_spec(config.nemesis)))
         progress = asyncio.ensure_future(self.progress_line()) if self.progress else None
         try:
             await asyncio.to_thread(self.backend.setup)
@@ -228,7 +228,8 @@ class Controller:
             # it: it must not start elections of its own before the leader is cut off.
             self.nemesis = Nemesis(self.backend, self.nodes, self.record_nemesis, self.leader,
                                    delay_ms=config.delay_ms,
-                                   lag_s=0.8 * config.election_timeout_ms / 1000)
+                                   lag_s=0.8 * config.election_timeout_ms / 1000,
+                                   stall_s=3 * config.election_timeout_ms / 1000)
             await self.drive()
         finally:
             if progress is not None:

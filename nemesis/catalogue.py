@@ -15,13 +15,24 @@ Edge = tuple[str, str]
 KINDS: dict[str, tuple[str, ...]] = {
     "partition": ("isolate-one", "isolate-leader", "halves", "majorities-ring", "bridge",
                   "one-way", "lagging-takeover"),
-    "pause": ("one", "leader", "minority"),
+    "pause": ("one", "leader", "minority", "stall-leader"),
     "kill": ("one", "leader", "minority", "all"),
     "delay": ("all-links", "one-node", "leader"),
 }
 ALIASES = {"packet": "delay", "crash": "kill"}
 # Which backend capability each kind needs.
 CAPABILITY = {"partition": "partition", "pause": "pause", "kill": "kill", "delay": "delay"}
+# Shapes that need more than their kind's capability.
+SHAPE_CAPABILITIES = {"stall-leader": ("pause", "delay")}
+
+
+def capabilities(spec: dict[str, tuple[str, ...]]) -> set[str]:
+    """What a backend must be able to do for this nemesis spec."""
+    needed = {CAPABILITY[kind] for kind in spec}
+    for shapes in spec.values():
+        for shape in shapes:
+            needed.update(SHAPE_CAPABILITIES.get(shape, ()))
+    return needed
 
 
 class NemesisError(ValueError):

@@ -32,15 +32,18 @@ LeaderLookup = Callable[[], Awaitable[str | None]]
 
 class Nemesis:
     def __init__(self, backend: FaultBackend, nodes: list[str], record: Recorder,
-                 leader: LeaderLookup, delay_ms: float = 50.0, lag_s: float = 0.25) -> None:
+                 leader: LeaderLookup, delay_ms: float = 50.0, lag_s: float = 0.25,
+                 stall_s: float = 0.9) -> None:
         self.backend = backend
         self.nodes = list(nodes)
         self.record = record
         self.leader = leader
         self.delay_s = delay_ms / 1000.0
         self.lag_s = lag_s
+        self.stall_s = stall_s
         self.cut: set[Edge] = set()
         self.delays: dict[Edge, float] = {}
+        self.stall_delays: dict[Edge, float] = {}
         self.paused: set[str] = set()
         self.killed: set[str] = set()
 
@@ -48,7 +51,7 @@ class Nemesis:
         parts = []
         if self.cut:
             parts.append(f"partition({len(self.cut)} links)")
-        if self.delays:
+        if self.delays or self.stall_delays:
             parts.append("delay")
         if self.paused:
             parts.append("paused " + ",".join(sorted(self.paused)))
@@ -60,7 +63,8 @@ class Nemesis:
         await asyncio.to_thread(fn, *args)
 
     async def _apply_network(self) -> None:
-        await self._call(self.backend.set_network, set(self.cut), dict(self.delays))
+        await self._call(self.backend.set_network, set(self.cut),
+                         {**self.delays, **self.stall_delays})
 
     async def _targets(self, shape: str, rng: random.Random) -> list[str]:
         live = [n for n in self.nodes if n not in self.killed]
@@ -117,6 +121,8 @@ class Nemesis:
             await self._action("start-delay", {"shape": fault.shape, "ms": self.delay_s * 1000},
                                nodes, do)
             return "delay", nodes
+        if fault.kind == "pause" and fault.shape == "stall-leader":
+            return await self._stall_leader(fault, rng)
         targets = await self._targets(fault.shape, rng)
         if fault.kind == "pause":
             async def do() -> None:
@@ -135,6 +141,27 @@ class Nemesis:
             await self._action("kill", {"shape": fault.shape}, targets, do)
             return "kill", targets
         raise ValueError(f"unknown fault kind {fault.kind!r}")
+
+    async def _stall_leader(self, fault: PlannedFault,
+                            rng: random.Random) -> tuple[str, list[str]]:
+        """A stalled leader (a long GC pause, a stopped VM) whose last words are still in the
+        network: pause it and hold its links back for most of the pause, so its old-ballot
+        messages arrive after a new leader took over, and the answers wait for it to wake."""
+        leader = (await self._targets("leader", rng))[:1]
+        if not leader:
+            return "stall", []
+        node = leader[0]
+        hold_s = min(self.stall_s, 0.6 * (fault.end - fault.start))
+        edges = catalogue.isolate(node, self.nodes)
+
+        async def do() -> None:
+            self.stall_delays = {e: hold_s for e in sorted(edges)}
+            await self._apply_network()
+            await self._call(self.backend.pause, node)
+            self.paused.add(node)
+
+        await self._action("pause", {"shape": fault.shape, "hold_s": hold_s}, [node], do)
+        return "stall", [node]
 
     async def _lagging_takeover(self, fault: PlannedFault,
                                 rng: random.Random) -> tuple[str, list[str]]:
@@ -191,6 +218,15 @@ class Nemesis:
                 await self._apply_network()
 
             await self._action("stop-delay", None, targets, do)
+        elif kind == "stall":
+            async def do() -> None:
+                for node in targets:
+                    await self._call(self.backend.resume, node)
+                    self.paused.discard(node)
+                self.stall_delays = {}
+                await self._apply_network()
+
+            await self._action("resume", None, targets, do)
         elif kind == "pause":
             async def do() -> None:
                 for node in targets:
@@ -209,7 +245,7 @@ class Nemesis:
     async def heal(self) -> None:
         """Undo every fault still in force: the final heal."""
         nodes = sorted(set(self.paused) | set(self.killed) | {n for e in self.cut for n in e}
-                       | {n for e in self.delays for n in e})
+                       | {n for e in {**self.delays, **self.stall_delays} for n in e})
 
         async def do() -> None:
             for node in sorted(self.paused):
@@ -218,7 +254,7 @@ class Nemesis:
             for node in sorted(self.killed):
                 await self._call(self.backend.restart, node)
             self.killed.clear()
-            self.cut, self.delays = set(), {}
+            self.cut, self.delays, self.stall_delays = set(), {}, {}
             await self._apply_network()
 
         await self._action("heal", None, nodes, do)

@@ -151,12 +151,15 @@ class Nemesis:
         if not leader:
             return "stall", []
         node = leader[0]
-        hold_s = min(self.stall_s, 0.6 * (fault.end - fault.start))
+        hold_s = min(self.stall_s, 0.4 * (fault.end - fault.start))
         edges = catalogue.isolate(node, self.nodes)
 
         async def do() -> None:
             self.stall_delays = {e: hold_s for e in sorted(edges)}
             await self._apply_network()
+            # It keeps working briefly (less than it takes to notice the silence) before it
+            # stops, so a good many of its messages are held.
+            await asyncio.sleep(self.lag_s / 2)
             await self._call(self.backend.pause, node)
             self.paused.add(node)
 

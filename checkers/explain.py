@@ -55,7 +55,9 @@ def explain_failure(
         f"{fop.describe()} (invoked at op {fop.invoke_index}, completed at op "
         f"{fop.complete_index}) cannot be linearized: the longest linearizable prefix found "
         f"has {len(prefix)} ops, after which the state is {_state_text(state)}; this op needs "
-        f"{need}, and no order of the {len(pending)} other op(s) pending then gets there"
+        f"{need}, and "
+        + (f"no order of the {len(pending)} other op(s) pending then gets there" if pending
+           else "no other op was pending then")
     )
 
     def op_json(i: int) -> dict[str, Any]:

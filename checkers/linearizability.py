@@ -132,27 +132,28 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
         else:
             match[call_entry[i]] = e
 
-    # Info ops, by invocation. Identical ones (same kind and arguments) are interchangeable once
-    # invoked, since neither has a return: only the earliest-invoked unused one of a class is
-    # tried (iprev: the previous one of its class).
+    # Info ops, grouped in classes of identical ones (same kind and arguments), each class in
+    # invocation order. Identical info ops are interchangeable once invoked, since none has a
+    # return, so a class is used in order: the candidate of class q is its op number used[q].
+    # Classes are sorted by their first invocation, so a scan can stop at the first class not
+    # yet invoked at the frontier.
     info_ops.sort(key=lambda i: ops[i].call)
-    n_info = len(info_ops)
-    icall = [ops[i].call for i in info_ops]
+    classes: dict[Any, list[int]] = {}
+    for i in info_ops:
+        try:
+            classes.setdefault((c.kind[i], c.a[i], c.b[i]), []).append(i)
+        except TypeError:
+            classes[("unhashable", i)] = [i]  # no symmetry for it
+    cops = list(classes.values())  # dict order is first invocation order
+    n_cls = len(cops)
+    ccall = [[ops[i].call for i in q] for q in cops]
+    cfirst = [q[0] for q in ccall]
+    clen = [len(q) for q in cops]
     # bit 0 of a memo mask marks a configuration just reached by an info op (see below)
-    ibit = [2 << j for j in range(n_info)]
-    iprev = [-1] * n_info
-    last_of: dict[Any, int] = {}
-    for j, i in enumerate(info_ops):
-        try:
-            cls = (c.kind[i], c.a[i], c.b[i])
-        except TypeError:
-            continue
-        try:
-            iprev[j] = last_of.get(cls, -1)
-            last_of[cls] = j
-        except TypeError:
-            pass  # unhashable arguments: no symmetry
-    info_base = tail + 1  # stack frames >= info_base are info op j = frame - info_base
+    bit_of = {i: 2 << j for j, i in enumerate(info_ops)}
+    cbits = [[bit_of[i] for i in q] for q in cops]
+    used_in = [0] * n_cls
+    info_base = tail + 1  # stack frames >= info_base are a use of class frame - info_base
 
     kind, A, B = c.kind, c.a, c.b
     observer = c.observers()
@@ -306,16 +307,16 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                 frontier = entry_pos[e]
                 j = 0
         if j >= 0 and not dead:
-            while j < n_info and icall[j] < frontier:
-                bit = ibit[j]
-                if I & bit:
+            while j < n_cls:
+                if cfirst[j] >= frontier:
+                    j = n_cls  # this class and the later ones were invoked after it
+                    break
+                u = used_in[j]
+                if u == clen[j] or ccall[j][u] >= frontier:
                     j += 1
                     continue
-                ps = iprev[j]
-                if ps >= 0 and not I & ibit[ps]:
-                    j += 1  # an identical info op invoked earlier is still unused
-                    continue
-                i = info_ops[j]
+                bit = cbits[j][u]
+                i = cops[j][u]
                 k = kind[i]
                 if k == 1:  # WRITE
                     if st_e and st_e[-1] >= info_base:
@@ -362,6 +363,7 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                     prev.append(nI)
                 push_e(info_base + j)
                 push_s(s)
+                used_in[j] = u + 1
                 s = ns
                 I = nI ^ 1  # noqa: E741
                 pushed = True
@@ -426,7 +428,9 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
             s = pop_s()
             if fr >= info_base:
                 j = fr - info_base
-                I ^= ibit[j]  # noqa: E741
+                u = used_in[j] - 1
+                used_in[j] = u
+                I ^= cbits[j][u]  # noqa: E741
                 j += 1
                 # back in the parent configuration: its frontier is the first return entry
                 f = nx[0]
@@ -457,10 +461,14 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
         out.best_state = gstates[out.best_state or 0]
     if best_e:
         out.fail_op = entry_op[best_e]
-        out.best_ops = [
-            info_ops[x - info_base] if x >= info_base else entry_op[x if x > 0 else -x]
-            for x in best_frames
-        ]
+        seen = [0] * n_cls
+        for x in best_frames:
+            if x >= info_base:
+                q = x - info_base
+                out.best_ops.append(cops[q][seen[q]])
+                seen[q] += 1
+            else:
+                out.best_ops.append(entry_op[x if x > 0 else -x])
     _account(used, accounted, 0)
     return out
 

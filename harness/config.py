@@ -36,6 +36,7 @@ class RunConfig:
     election_timeout_ms: int = 300
     heartbeat_ms: int = 50
     delay_ms: float = 50.0
+    snapshot_every: int = 100_000
     base_port: int = 0
     node_args: list[str] = field(default_factory=list)
     hosts: str | None = None
@@ -85,6 +86,8 @@ class RunConfig:
             raise ConfigError(f"--concurrency must be at least 1, not {self.concurrency}")
         if self.rate < 0:
             raise ConfigError(f"--rate must be 0 (unlimited) or more, not {self.rate:g}")
+        if self.snapshot_every < 1:
+            raise ConfigError("--snapshot-every must be at least 1")
         if self.op_timeout <= 0:
             raise ConfigError("--op-timeout must be positive")
         for node in self.bug_nodes:
@@ -157,6 +160,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
       help="the nodes' heartbeat interval (default %(default)s)")
     a("--delay-ms", type=float, default=d.delay_ms,
       help="mean link delay of the delay nemesis (default %(default)s)")
+    a("--snapshot-every", type=int, default=d.snapshot_every,
+      help="the nodes compact their log every N applied slots; the agreement and exactly-once "
+      "checkers see only what is still in the logs, so keep it above the run's slot count "
+      "unless testing compaction (default %(default)s)")
     a("--base-port", type=int, default=d.base_port,
       help="local backend: node i listens on BASE+i (default: free ports)")
     a("--node-arg", dest="node_args", action="append", default=[], metavar="ARG",

@@ -53,7 +53,8 @@ class RunOutcome:
 
 def node_args(config: RunConfig, node: str) -> list[str]:
     args = ["--election-timeout-ms", str(config.election_timeout_ms),
-            "--heartbeat-ms", str(config.heartbeat_ms)]
+            "--heartbeat-ms", str(config.heartbeat_ms),
+            "--snapshot-every", str(config.snapshot_every)]
     if config.bugs and (not config.bug_nodes or node in config.bug_nodes):
         for bug in config.bugs:
             args += ["--bug", bug]

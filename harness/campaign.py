@@ -2,8 +2,9 @@
 
 A campaign file has a `[campaign]` table of defaults (any `harness run` option, dashes or
 underscores) and `[[matrix]]` entries, each expanding to workloads x nemeses x nodes x seeds x
-bugs with an expectation: `expect = "valid"`, or `expect = "invalid"` with the `checker` that must
-say so. Everything is validated before the first run starts.
+bugs, each free to override any run option, with an expectation: `expect = "valid"`, or
+`expect = "invalid"` with the `checker` that must say so.
+Everything is validated before the first run starts.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from harness.config import ConfigError, RunConfig
 
 MATRIX_KEYS = {"workloads", "nemeses", "nodes", "seeds", "bugs", "expect", "checker",
                "time-limit", "name", "options"}
-CAMPAIGN_KEYS = {"name"}
+# Run options a matrix entry sets through its axes (plural keys), not directly.
+AXES = {"workload", "nemesis", "nodes", "seed", "bugs"}
 
 
 class CampaignError(ValueError):
@@ -90,9 +92,14 @@ def load(path: Path) -> tuple[str, list[Entry]]:
     for number, matrix in enumerate(matrices, 1):
         matrix_line = next((i for i, line in enumerate(text.splitlines(), 1)
                             if line.strip() == "[[matrix]]" and i > matrix_line), matrix_line)
+        overrides = {}
         for key in matrix:
-            if key not in MATRIX_KEYS:
-                raise fail(f"unknown key {key!r} in [[matrix]] #{number}", key, matrix_line)
+            if key in MATRIX_KEYS:
+                continue
+            if _option_name(key) in option_names and _option_name(key) not in AXES:
+                overrides[key] = matrix[key]
+                continue
+            raise fail(f"unknown key {key!r} in [[matrix]] #{number}", key, matrix_line)
         expect = matrix.get("expect", "valid")
         if expect not in ("valid", "invalid"):
             raise fail(f"expect must be 'valid' or 'invalid', not {expect!r}", "expect",
@@ -101,7 +108,8 @@ def load(path: Path) -> tuple[str, list[Entry]]:
         if expect == "invalid" and not checker:
             raise fail("expect = 'invalid' needs the checker that must flag it", "expect",
                        matrix_line)
-        options = {_option_name(k): v for k, v in {**defaults, **matrix.get("options", {})}.items()}
+        options = {_option_name(k): v
+                   for k, v in {**defaults, **overrides, **matrix.get("options", {})}.items()}
         for key in options:
             if key not in option_names:
                 raise fail(f"unknown run option {key!r}", key.replace("_", "-"), matrix_line)

@@ -63,8 +63,8 @@ class _Outcome:
 
 
 def _entry_bytes(n_bits: int) -> int:
-    # a cache entry: dict slot + key tuple + bitset int (+ the info mask); measured with
-    # tracemalloc on the etcd corpus, rounded up
+    # a cache entry: dict slot + key int (+ an info mask): about 100 bytes measured with
+    # tracemalloc; doubled for a dict's resizing (old and new table at once) and allocator slack
     return 190 + n_bits // 7
 
 
@@ -196,6 +196,8 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
     best_frames: list[int] = []
     configurations = 0
     entry_cost = _entry_bytes(n_def)
+    mask_cost = 48 + len(info_ops) // 8  # a mask in a list of incomparable ones
+    masks = 0  # how many such masks the cache holds
     accounted = 0  # bytes of this search's cache counted in used[0]
     forced_scan = True
     forced_hits = 0
@@ -256,16 +258,21 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                 elif prev.__class__ is int:
                     if prev & I == prev:
                         dominated = True  # seen with no more info ops used: nothing new below
+                    elif I & prev == I:
+                        cache[key] = I
                     else:
-                        cache[key] = I if I & prev == I else [prev, I]
+                        cache[key] = [prev, I]
+                        masks += 2
                 else:
                     for m in prev:
                         if m & I == m:
                             dominated = True
                             break
                     else:
+                        masks -= len(prev)
                         prev[:] = [m for m in prev if m & I != I]
                         prev.append(I)
+                        masks += len(prev)
                 # A definite observer (an op that never changes the state: a read, a failed
                 # compare) that is legal now can be linearized now without loss: in any
                 # linearization from here it can be moved to this point, since it changes
@@ -349,7 +356,11 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                     if prev & nI == prev:
                         j += 1
                         continue
-                    cache[key] = nI if nI & prev == nI else [prev, nI]
+                    if nI & prev == nI:
+                        cache[key] = nI
+                    else:
+                        cache[key] = [prev, nI]
+                        masks += 2
                 else:
                     for m in prev:
                         if m & nI == m:
@@ -359,8 +370,10 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                     if m >= 0:
                         j += 1
                         continue
+                    masks -= len(prev)
                     prev[:] = [m for m in prev if m & nI != nI]
                     prev.append(nI)
+                    masks += len(prev)
                 push_e(info_base + j)
                 push_s(s)
                 used_in[j] = u + 1
@@ -401,7 +414,9 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                     forced_scan = False
             configurations += 1
             if configurations & _CHECK_EVERY == 0:
-                accounted = _account(used, accounted, len(cache) * entry_cost)
+                accounted = _account(
+                    used, accounted, len(cache) * entry_cost + masks * mask_cost
+                )
                 out.configurations = configurations
                 yield
                 if time.monotonic() > budget.deadline:

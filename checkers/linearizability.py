@@ -204,9 +204,8 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
     e = nx[0]  # cursor over the definite candidates
     j = -1  # cursor over the info ops (>= 0 once the definite candidates are exhausted)
     frontier = 0
+    pushed = dead = False  # set on every path that reaches the code after the scan
     while True:
-        pushed = False
-        dead = False
         if j < 0:
             r = match[e]
             if r > 0:
@@ -304,6 +303,7 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                     continue
                 else:
                     dead = True  # a forced step into an explored configuration
+                    pushed = False
             else:
                 # the frontier: a return entry whose op is not linearized yet. Before giving
                 # up on this configuration, try the info ops invoked before it.
@@ -313,6 +313,7 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                     out.best_state = s
                 frontier = entry_pos[e]
                 j = 0
+                pushed = dead = False
         if j >= 0 and not dead:
             while j < n_cls:
                 if cfirst[j] >= frontier:
@@ -447,6 +448,7 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                 used_in[j] = u
                 I ^= cbits[j][u]  # noqa: E741
                 j += 1
+                dead = False
                 # back in the parent configuration: its frontier is the first return entry
                 f = nx[0]
                 while match[f] > 0:

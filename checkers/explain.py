@@ -51,14 +51,22 @@ def explain_failure(
         i for i, op in enumerate(c.ops) if i != fi and i not in in_prefix and op.call < f_ret
     ]
     need = model.requirement(c, fi)
-    message = (
-        f"{fop.describe()} (invoked at op {fop.invoke_index}, completed at op "
-        f"{fop.complete_index}) cannot be linearized: the longest linearizable prefix found "
-        f"has {len(prefix)} ops, after which the state is {_state_text(state)}; this op needs "
-        f"{need}, and "
-        + (f"no order of the {len(pending)} other op(s) pending then gets there" if pending
-           else "no other op was pending then")
-    )
+    if outcome.unwritten:
+        message = (
+            f"{fop.describe()} (invoked at op {fop.invoke_index}, completed at op "
+            f"{fop.complete_index}) cannot be linearized: it needs {need}, a value that no op "
+            "invoked before it completed could have written (a failed op did not happen), and "
+            "that is not the initial value"
+        )
+    else:
+        message = (
+            f"{fop.describe()} (invoked at op {fop.invoke_index}, completed at op "
+            f"{fop.complete_index}) cannot be linearized: the longest linearizable prefix "
+            f"found has {len(prefix)} ops, after which the state is {_state_text(state)}; this "
+            f"op needs {need}, and "
+            + (f"no order of the {len(pending)} other op(s) pending then gets there" if pending
+               else "no other op was pending then")
+        )
 
     def op_json(i: int) -> dict[str, Any]:
         return c.ops[i].to_dict()

@@ -50,7 +50,7 @@ class _Budget:
 
 class _Outcome:
     __slots__ = ("valid", "reason", "configurations", "fail_op", "best_ops", "best_state",
-                 "cache_size")
+                 "cache_size", "unwritten")
 
     def __init__(self) -> None:
         self.valid: Any = True
@@ -60,6 +60,8 @@ class _Outcome:
         self.best_ops: list[int] = []  # the longest linearizable prefix found, in order
         self.best_state: Any = None
         self.cache_size = 0
+        # set when fail_op needs a value that no op invoked before it returned could write
+        self.unwritten = False
 
 
 def _entry_bytes(n_bits: int) -> int:
@@ -71,6 +73,36 @@ def _entry_bytes(n_bits: int) -> int:
 def _account(used: list[int], old: int, new: int) -> int:
     used[0] += new - old
     return new
+
+
+def _unwritten_value(c: Compiled) -> int:
+    """A definite read (or cas) that needs a value no op invoked before it returned could have
+    written, and that is not the initial value: the op's index, else -1.
+
+    A cheap necessary condition checked before the search: it finds reads of garbage or of a
+    failed write's value at once, even in a history too long to search. Register family only
+    (appends build values from others).
+    """
+    if c.step is not None or 5 in c.kind:
+        return -1
+    first_writer: dict[Any, int] = {}
+    for i, op in enumerate(c.ops):
+        k = c.kind[i]
+        v = c.a[i] if k == 1 else c.b[i] if k in (2, 4) else None
+        if v is not None and (v not in first_writer or op.call < first_writer[v]):
+            first_writer[v] = op.call
+    worst, worst_ret = -1, None
+    for i, op in enumerate(c.ops):
+        if c.kind[i] not in (0, 2) or not c.definite[i]:
+            continue
+        need = c.a[i]
+        if need == c.init:
+            continue
+        w = first_writer.get(need)
+        if w is None or w > op.ret:  # type: ignore[operator]
+            if worst_ret is None or op.ret < worst_ret:  # type: ignore[operator]
+                worst, worst_ret = i, op.ret
+    return worst
 
 
 def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Generator[
@@ -111,6 +143,13 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
         else:
             info_ops.append(i)
     if n_def == 0:
+        return out
+    bad = _unwritten_value(c)
+    if bad >= 0:
+        out.valid = False
+        out.fail_op = bad
+        out.best_state = c.init
+        out.unwritten = True
         return out
     events.sort()
     n_ent = len(events)

@@ -207,14 +207,19 @@ def test_keys_are_independent():
     assert _check(ops, "map") is False
 
 
-def test_budget_gives_unknown_with_a_reason():
-    # 18 concurrent writes, then a read of a value none wrote: refuting it means visiting
-    # every subset of writes, far beyond the budget
-    n = 18
+def _concurrent_writes_then(reads: list, n: int = 18) -> list[dict]:
     ops = [{"process": p, "type": "invoke", "f": "write", "value": p} for p in range(n)]
     ops += [{"process": p, "type": "ok", "f": "write", "value": p} for p in range(n)]
-    ops += [{"process": 0, "type": "invoke", "f": "read", "value": None},
-            {"process": 0, "type": "ok", "f": "read", "value": 99}]
+    for v in reads:
+        ops += [{"process": 0, "type": "invoke", "f": "read", "value": None},
+                {"process": 0, "type": "ok", "f": "read", "value": v}]
+    return ops
+
+
+def test_budget_gives_unknown_with_a_reason():
+    # 18 concurrent writes, then reads of two of their values in a row: refuting it means
+    # visiting every subset of the writes, far beyond the budget
+    ops = _concurrent_writes_then([0, 1])
     result = linearizability.check(ops, time_limit=0.3)
     assert result["valid"] == "unknown"
     assert "time limit" in result["reason"]
@@ -310,3 +315,26 @@ def test_simulated_sweep():
                                 keys=tuple(range(rng.randint(1, 4))))
         result = linearizability.check(ops, "kv")
         assert result["valid"] is True, (result["reason"], ops)
+
+
+def test_a_value_nothing_wrote_is_refuted_at_once():
+    """A read of a value no op could have written before it returned (here: only a failed
+    write, which did not happen, wrote it) needs no search, however large the history."""
+    ops = _concurrent_writes_then([99], n=40)
+    ops[2:2] = [{"process": 50, "type": "invoke", "f": "write", "value": 99},
+                {"process": 50, "type": "fail", "f": "write", "value": 99}]
+    result = linearizability.check(ops, time_limit=5)
+    assert result["valid"] is False
+    assert result["configurations"] == 0
+    assert "could have written" in result["reason"] and "read() -> 99" in result["reason"]
+    # written only by an op invoked after the read completed: the same verdict
+    ops[2]["type"] = ops[3]["type"] = "ok"
+    ops[2:4] = []
+    ops += [{"process": 51, "type": "invoke", "f": "write", "value": 99},
+            {"process": 51, "type": "ok", "f": "write", "value": 99}]
+    assert linearizability.check(ops, time_limit=5)["valid"] is False
+    # the initial value needs no writer
+    read99 = [{"process": 0, "type": "invoke", "f": "read", "value": None},
+              {"process": 0, "type": "ok", "f": "read", "value": 99}]
+    assert linearizability.check(read99)["valid"] is False
+    assert linearizability.check(read99, initial=99)["valid"] is True

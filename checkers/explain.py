@@ -129,6 +129,7 @@ def _timeline(
         r = role.get(op.id, "other" if op.id in kept else "ignored")
         d = op.to_dict()
         d["role"] = r
+        d["label"] = op.describe(with_key=False).split(" ", 1)[-1]  # the row names the process
         if op.id in order:
             d["linearized"] = order[op.id]  # its place in the prefix's order
         rows.append(d)
@@ -259,7 +260,7 @@ def _svg(timeline: dict[str, Any]) -> str:
             f'<rect class="op {o["role"]}" x="{x(a):.1f}" y="{y}" width="{w:.1f}" '
             f'height="{rh - 6}" rx="3"{dash}><title>{tip}</title></rect>'
         )
-        label = o["text"].split(" ", 1)[-1]
+        label = o.get("label") or o["text"].split(" ", 1)[-1]
         if w > 30:
             max_chars = int(w / 6.6)
             if len(label) > max_chars:

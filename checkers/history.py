@@ -92,9 +92,9 @@ class Operation:
     complete_index: int | None = None
     error: Any = None
 
-    def describe(self) -> str:
+    def describe(self, with_key: bool = True) -> str:
         """A short human form, e.g. `p3 cas('k1', 1, 2) -> compare failed`."""
-        args = [] if self.key is None else [repr(self.key)]
+        args = [] if self.key is None or not with_key else [repr(self.key)]
         if self.f in ("read", "get"):
             out = "?" if self.status == "info" else _short(self.output)
             return f"p{self.process} {self.f}({', '.join(args)}) -> {out}"

@@ -21,7 +21,8 @@ EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_BAD_INPUT = 0, 1, 2, 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", metavar="FILE", help="history files to check")
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="history files to check (a run directory means its history.jsonl)")
     parser.add_argument(
         "--model",
         choices=sorted(models.MODELS),
@@ -69,6 +70,8 @@ def check_file(
     from checkers import linearizability
 
     t0 = time.monotonic()
+    if Path(path).is_dir() and (Path(path) / "history.jsonl").is_file():
+        path = str(Path(path) / "history.jsonl")  # a run directory (store/latest)
     hist = formats.read(path, fmt)
     name = model or hist.defaults.get("model")
     if name is None:

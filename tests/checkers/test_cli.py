@@ -47,6 +47,18 @@ def test_exit_codes(corpus, tmp_path, capsys):
     assert "etcd_000.log: INVALID" in cap.out
 
 
+def test_run_directory(tmp_path, capsys):
+    run = tmp_path / "store" / "t" / "20260101T000000"
+    run.mkdir(parents=True)
+    (run / "history.jsonl").write_text(
+        '{"index": 0, "process": 0, "type": "invoke", "f": "write", "key": "k", "value": 1}\n'
+        '{"index": 1, "process": 0, "type": "ok", "f": "write", "key": "k", "value": 1}\n'
+        '{"index": 2, "process": 1, "type": "invoke", "f": "read", "key": "k", "value": null}\n'
+        '{"index": 3, "process": 1, "type": "ok", "f": "read", "key": "k", "value": 2}\n')
+    assert main(["check", str(run)]) == 1
+    assert "history.jsonl: INVALID" in capsys.readouterr().out
+
+
 def test_json_lines(corpus, capsys):
     assert main(["check", "--json", str(corpus / ETCD_OK), str(corpus / "kv/c10-bad.txt")]) == 1
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]

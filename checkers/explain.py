@@ -55,8 +55,8 @@ def explain_failure(
         message = (
             f"{fop.describe()} (invoked at op {fop.invoke_index}, completed at op "
             f"{fop.complete_index}) cannot be linearized: it needs {need}, a value that no op "
-            "invoked before it completed could have written (a failed op did not happen), and "
-            "that is not the initial value"
+            "invoked before it completed could have written, and that is not the initial value"
+            + _failed_writer(c.decode(c.a[fi]), group)
         )
     else:
         message = (
@@ -89,6 +89,19 @@ def explain_failure(
     }
     failure["timeline"] = _timeline(c, fi, prefix, concurrent, pending, group)
     return failure
+
+
+def _failed_writer(v: Any, group: list[Operation]) -> str:
+    """A note naming a failed op that wrote v, if one did: the usual cause of such a read."""
+    for op in group:
+        if op.status != "fail" or op.compare_failed:
+            continue
+        wrote = op.value[1] if op.f == "cas" and isinstance(op.value, (list, tuple)) \
+            and len(op.value) == 2 else op.value if op.f in ("write", "put") else None
+        if wrote is not None and wrote == v:
+            return (f" (only failed ops wrote it, such as {op.describe()} at op "
+                    f"{op.invoke_index}, and a failed op did not happen)")
+    return ""
 
 
 def _timeline(

@@ -56,7 +56,7 @@ def test_run_directory(tmp_path, capsys):
         '{"index": 2, "process": 1, "type": "invoke", "f": "read", "key": "k", "value": null}\n'
         '{"index": 3, "process": 1, "type": "ok", "f": "read", "key": "k", "value": 2}\n')
     assert main(["check", str(run)]) == 1
-    assert "history.jsonl: INVALID" in capsys.readouterr().out
+    assert "20260101T000000: INVALID" in capsys.readouterr().out
 
 
 def test_json_lines(corpus, capsys):

@@ -327,6 +327,7 @@ def test_a_value_nothing_wrote_is_refuted_at_once():
     assert result["valid"] is False
     assert result["configurations"] == 0
     assert "could have written" in result["reason"] and "read() -> 99" in result["reason"]
+    assert "write(99) -> fail (did not happen)" in result["reason"]
     # written only by an op invoked after the read completed: the same verdict
     ops[2]["type"] = ops[3]["type"] = "ok"
     ops[2:4] = []

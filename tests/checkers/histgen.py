@@ -30,8 +30,15 @@ def register_step(state: Any, op: Operation) -> tuple[bool, Any]:
     return state == frm, to
 
 
-def brute_force(ops: list[dict], initial: Any = None) -> bool:
-    """Is the single-register history linearizable? Exponential; for a handful of ops."""
+def set_step(state: Any, op: Operation) -> tuple[bool, Any]:
+    """The sequential set, straight from the definition."""
+    if op.f == "add":
+        return True, state | {op.value}
+    return frozenset(op.output) == state, state
+
+
+def brute_force(ops: list[dict], initial: Any = None, step: Any = register_step) -> bool:
+    """Is the single-object history linearizable? Exponential; for a handful of ops."""
     paired = pair(ops)
     must = [o for o in paired if o.status == "ok" or o.compare_failed]
     may = [o for o in paired if o.status == "info" and o.f != "read"]
@@ -39,7 +46,7 @@ def brute_force(ops: list[dict], initial: Any = None) -> bool:
         for chosen in itertools.combinations(may, k):
             group = must + list(chosen)
             for order in itertools.permutations(group):
-                if _respects_real_time(order) and _runs(order, initial):
+                if _respects_real_time(order) and _runs(order, initial, step):
                     return True
     return False
 
@@ -53,9 +60,9 @@ def _respects_real_time(order: tuple[Operation, ...]) -> bool:
     return True
 
 
-def _runs(order: tuple[Operation, ...], state: Any) -> bool:
+def _runs(order: tuple[Operation, ...], state: Any, step: Any) -> bool:
     for op in order:
-        ok, state = register_step(state, op)
+        ok, state = step(state, op)
         if not ok:
             return False
     return True
@@ -192,3 +199,34 @@ def _apply(state: dict, cur: dict) -> None:
         cur["out"] = state[k] == frm
         if cur["out"]:
             state[k] = to
+
+
+def random_set_history(rng: random.Random, n_ops: int, processes: int = 3) -> list[dict]:
+    """Random adds and reads (arbitrary read results) from a few clients."""
+    ops: list[dict] = []
+    pending: dict[int, dict] = {}
+    procs = list(range(processes))
+    next_proc = processes
+    invoked = 0
+    while invoked < n_ops or pending:
+        p = rng.choice(procs)
+        if p not in pending:
+            if invoked >= n_ops:
+                continue
+            f = rng.choice(("add", "read"))
+            value = rng.choice(VALUES) if f == "add" else None
+            op = {"process": p, "type": "invoke", "f": f, "value": value}
+            pending[p] = op
+            invoked += 1
+        else:
+            inv = pending.pop(p)
+            t = rng.choices(("ok", "fail", "info"), (6, 1, 1))[0]
+            op = {"process": p, "type": t, "f": inv["f"], "value": inv["value"]}
+            if inv["f"] == "read":
+                op["value"] = sorted(rng.sample(VALUES, rng.randint(0, 3))) if t == "ok" else None
+            if t == "info":
+                procs[procs.index(p)] = next_proc
+                next_proc += 1
+        op["index"] = len(ops)
+        ops.append(op)
+    return ops

@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 from checkers import linearizability
 from checkers.history import HistoryError
 
-from .histgen import brute_force, random_history, simulated_history
+from .histgen import (
+    brute_force,
+    random_history,
+    random_set_history,
+    set_step,
+    simulated_history,
+)
 
 
 def _check(ops, model="cas-register", **kw):
@@ -226,6 +232,13 @@ def test_budget_gives_unknown_with_a_reason():
     result = linearizability.check(ops, memory_limit_mb=1)
     assert result["valid"] == "unknown"
     assert "memory limit" in result["reason"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 6), procs=st.integers(1, 4))
+def test_set_model_agrees_with_brute_force(seed, n, procs):
+    ops = random_set_history(random.Random(seed), n, procs)
+    assert _check(ops, "set") is brute_force(ops, frozenset(), set_step)
 
 
 def test_set_model():

@@ -2,9 +2,15 @@
 
 Starts a local 3-node cluster (peers connected directly, no proxies), runs closed-loop clients
 (each sends its next command when the last is answered) for a fixed time, in Multi-Paxos and in
-classic mode (`--classic`: Phase 1 before every slot), for writes and reads, and reports
-throughput, latency quantiles, and messages and Phase-1 rounds per commit from the nodes'
-`status` counters.
+classic mode (`--classic`: a Phase 1 before every slot), for writes and reads, and reports
+throughput, latency quantiles, and from the nodes' `status` counters: peer messages, Phase-1
+rounds, fsyncs and chosen slots per operation, and the leader's Accept batch size.
+
+`--commands N` runs N writes instead (many clients, as fast as they go) and reports the nodes'
+resident memory along the way: log compaction should keep it flat.
+
+The clients are deliberately lean (asyncio protocols, one preformatted line per request): they
+share the machine with the nodes, and every microsecond they spend is one the nodes lack.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -20,13 +28,45 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.local import LocalBackend
-from harness.nodeclient import NodeConnection, one_request
+from harness.nodeclient import one_request
+
+KEYS = 16
 
 
 def quantile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def loadavg() -> list[float] | None:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except (OSError, ValueError):
+        return None
+
+
+def machine() -> dict[str, Any]:
+    model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
+            "system": platform.platform()}
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 async def statuses(addresses: dict[str, tuple[str, int]]) -> dict[str, dict | None]:
@@ -42,90 +82,250 @@ async def wait_leader(addresses: dict[str, tuple[str, int]], timeout: float = 20
             if status and status.get("role") == "leader" and status.get("serving", True):
                 return node
         await asyncio.sleep(0.1)
-    raise RuntimeError("no leader within 20 s")
+    raise RuntimeError(f"no leader within {timeout:.0f} s")
 
 
-def counter_totals(snapshot: dict[str, dict | None]) -> dict[str, int]:
-    totals: dict[str, int] = {}
-    for status in snapshot.values():
-        for name, value in ((status or {}).get("counters") or {}).items():
-            if isinstance(value, int):
-                totals[name] = totals.get(name, 0) + value
-    return totals
+def counters_of(snapshot: dict[str, dict | None]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for node, status in snapshot.items():
+        counters = (status or {}).get("counters") or {}
+        out[node] = {k: v for k, v in counters.items() if isinstance(v, int)}
+    return out
+
+
+def delta(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]
+          ) -> dict[str, dict[str, int]]:
+    return {node: {k: v - before.get(node, {}).get(k, 0) for k, v in c.items()}
+            for node, c in after.items()}
+
+
+class _Client(asyncio.Protocol):
+    """One closed-loop client on its own connection: the next request leaves when the reply to
+    the last one is in."""
+
+    def __init__(self, run: _Load, cid: str, key: str) -> None:
+        self.run = run
+        self.cid = cid
+        self.key = key
+        self.seq = 0
+        self.t0 = 0.0
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self._send()
+
+    def _send(self) -> None:
+        run = self.run
+        if not run.more():
+            self._finish()
+            return
+        self.seq += 1
+        s = self.seq
+        if run.op == "write":
+            line = (f'{{"id":{s},"client":"{self.cid}","seq":{s},"op":"write",'
+                    f'"key":"{self.key}","value":{s}}}\n')
+        else:
+            line = f'{{"id":{s},"client":"{self.cid}","seq":{s},"op":"read","key":"{self.key}"}}\n'
+        self.t0 = time.perf_counter()
+        assert self.transport is not None
+        self.transport.write(line.encode())
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while b"\n" in self.buf:
+            line, self.buf = self.buf.split(b"\n", 1)
+            t = time.perf_counter() - self.t0
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                self.run.errors += 1
+                continue
+            if reply.get("ok") or reply.get("code") == 20:
+                self.run.latencies.append(t)
+            else:
+                self.run.errors += 1
+                self.run.error_codes[str(reply.get("code"))] = (
+                    self.run.error_codes.get(str(reply.get("code")), 0) + 1)
+            self._send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.run.errors += 1
+            self.done.set_result(None)
+
+    def _finish(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+class _Load:
+    """A closed-loop load: `clients` clients doing `op` until `stop_at` or `limit` ops."""
+
+    def __init__(self, op: str, stop_at: float, limit: int | None = None) -> None:
+        self.op = op
+        self.stop_at = stop_at
+        self.limit = limit
+        self.latencies: list[float] = []
+        self.errors = 0
+        self.error_codes: dict[str, int] = {}
+        self.started = 0
+
+    def more(self) -> bool:
+        if self.limit is not None:
+            if self.started >= self.limit:
+                return False
+            self.started += 1
+            return True
+        return time.monotonic() < self.stop_at
 
 
 async def closed_loop(address: tuple[str, int], clients: int, op: str, seconds: float,
-                      tag: str) -> tuple[list[float], int]:
-    latencies: list[float] = []
-    errors = 0
-    stop_at = time.monotonic() + seconds
-
-    async def client(i: int) -> None:
-        nonlocal errors
-        conn = NodeConnection(*address)
-        seq = 0
-        try:
-            while time.monotonic() < stop_at:
-                seq += 1
-                request = {"op": op, "key": f"b{i % 16}", "client": f"{tag}{i}", "seq": seq}
-                if op == "write":
-                    request["value"] = seq
-                t0 = time.perf_counter()
-                try:
-                    reply = await conn.request(request, 5.0)
-                except (TimeoutError, OSError, ValueError):
-                    errors += 1
-                    continue
-                if reply.get("ok") or reply.get("code") == 20:
-                    latencies.append(time.perf_counter() - t0)
-                else:
-                    errors += 1
-        finally:
-            conn.close()
-
-    await asyncio.gather(*(client(i) for i in range(clients)))
-    return latencies, errors
+                      tag: str, limit: int | None = None) -> _Load:
+    loop = asyncio.get_running_loop()
+    run = _Load(op, time.monotonic() + seconds, limit)
+    protos = []
+    for i in range(clients):
+        _, proto = await loop.create_connection(
+            lambda i=i: _Client(run, f"{tag}{i}", f"b{i % KEYS}"), *address)
+        protos.append(proto)
+    budget = seconds + 10 if limit is None else None
+    done, pending = await asyncio.wait([p.done for p in protos], timeout=budget)
+    for p in protos:   # stragglers: a request never answered
+        if not p.done.done():
+            run.errors += 1
+            p._finish()
+    return run
 
 
-async def bench_mode(mode: str, client_counts: list[int], seconds: float,
-                     extra_args: list[str]) -> list[dict[str, Any]]:
-    tmp = Path(tempfile.mkdtemp(prefix=f"paxos-bench-{mode}-"))
+def row_of(mode: str, op: str, clients: int, run: _Load, elapsed: float, leader: str,
+           d: dict[str, dict[str, int]]) -> dict[str, Any]:
+    lat = sorted(run.latencies)
+    ops = len(lat)
+    led = d.get(leader, {})
+
+    def total(name: str) -> int | None:
+        values = [c[name] for c in d.values() if name in c]
+        return sum(values) if values else None
+
+    def per_op(value: int | None) -> float | None:
+        return None if value is None or not ops else value / ops
+
+    commits = led.get("commits", 0)
+    rounds = led.get("phase2_rounds", 0)
+    return {
+        "mode": mode, "op": op, "clients": clients, "ops": ops, "errors": run.errors,
+        "error_codes": run.error_codes, "seconds": round(elapsed, 3),
+        "throughput": ops / elapsed if elapsed > 0 else 0.0,
+        "p50_ms": quantile(lat, 0.50) * 1000,
+        "p99_ms": quantile(lat, 0.99) * 1000,
+        # per client operation, all nodes together (commits: the leader's chosen slots)
+        "messages_per_op": per_op(total("messages_sent")),
+        "phase1_per_op": per_op(total("phase1_rounds")),
+        "fsyncs_per_op": per_op(total("fsyncs")),
+        "commits_per_op": per_op(commits),
+        "phase1_per_commit": (total("phase1_rounds") or 0) / commits if commits else None,
+        "batch": commits / rounds if rounds else None,
+        "leader": leader,
+        "counters": d,
+        "loadavg": loadavg(),
+    }
+
+
+def make_backend(mode: str, extra_args: list[str], data_root: str | None
+                 ) -> tuple[LocalBackend, Path]:
+    tmp = Path(tempfile.mkdtemp(prefix=f"paxos-bench-{mode}-", dir=data_root))
     node_args = (["--classic"] if mode == "classic" else []) + extra_args
     backend = LocalBackend(["n1", "n2", "n3"], tmp, node_args, f"bench-{mode}-{tmp.name}",
                            direct=True)
+    return backend, tmp
+
+
+async def bench_mode(mode: str, client_counts: list[int], seconds: float,
+                     extra_args: list[str], ops: list[str] | None = None,
+                     data_root: str | None = None) -> list[dict[str, Any]]:
+    backend, tmp = make_backend(mode, extra_args, data_root)
     rows = []
     try:
         await asyncio.to_thread(backend.setup)
         addresses = {n: backend.client_address(n) for n in backend.node_ids}
         leader = await wait_leader(addresses)
-        # Warm the session table and connections so the first figures are not start-up noise.
-        await closed_loop(addresses[leader], 4, "write", 0.5, "warm")
-        for op in ("write", "read"):
+        # Warm up (connections, session table, every key written so reads find a value).
+        await closed_loop(addresses[leader], KEYS, "write", 0.5, "warm")
+        for op in ops or ["write", "read"]:
             for clients in client_counts:
-                before = counter_totals(await statuses(addresses))
+                before = counters_of(await statuses(addresses))
                 t0 = time.monotonic()
-                latencies, errors = await closed_loop(addresses[leader], clients, op, seconds,
-                                                      f"{op}{clients}-")
+                run = await closed_loop(addresses[leader], clients, op, seconds,
+                                        f"{op}{clients}-")
                 elapsed = time.monotonic() - t0
-                after = counter_totals(await statuses(addresses))
-                delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-                latencies.sort()
-                done = len(latencies)
-                # Every node counts commits it applies; the leader's share is a third of them.
-                commits = max(1, delta.get("commits", 0) // len(addresses))
-                messages = delta.get("messages_sent")
-                rows.append({
-                    "mode": mode, "op": op, "clients": clients, "ops": done, "errors": errors,
-                    "throughput": done / elapsed,
-                    "p50_ms": quantile(latencies, 0.50) * 1000,
-                    "p99_ms": quantile(latencies, 0.99) * 1000,
-                    "phase1_per_commit": delta.get("phase1_rounds", 0) / commits,
-                    "messages_per_commit": None if messages is None else messages / commits,
-                })
+                after = counters_of(await statuses(addresses))
+                rows.append(row_of(mode, op, clients, run, elapsed, leader,
+                                   delta(before, after)))
     finally:
         await asyncio.to_thread(backend.teardown)
         shutil.rmtree(tmp, ignore_errors=True)
     return rows
+
+
+async def bench_commands(total: int, clients: int, extra_args: list[str],
+                         data_root: str | None, progress: bool) -> dict[str, Any]:
+    """`total` writes by `clients` closed-loop clients; every node's RSS sampled along the way."""
+    backend, tmp = make_backend("multi", extra_args, data_root)
+    samples: list[dict[str, Any]] = []
+    try:
+        await asyncio.to_thread(backend.setup)
+        addresses = {n: backend.client_address(n) for n in backend.node_ids}
+        leader = await wait_leader(addresses)
+        pids = {n: backend.procs[n].pid for n in backend.node_ids}
+        await closed_loop(addresses[leader], KEYS, "write", 0.5, "warm")
+
+        def sample(done: int) -> None:
+            samples.append({"commands": done, "time": round(time.monotonic() - t0, 1),
+                            "rss_mb": {n: rss_mb(p) for n, p in pids.items()},
+                            "loadavg": loadavg()})
+            if progress:
+                rss = ", ".join(f"{n} {v:.1f}" for n, v in samples[-1]["rss_mb"].items()
+                                if v is not None)
+                print(f"  {done:>9} commands, {samples[-1]['time']:>6.1f} s, RSS MB: {rss}",
+                      file=sys.stderr, flush=True)
+
+        t0 = time.monotonic()
+        before = counters_of(await statuses(addresses))
+        sample(0)
+        step = max(1, total // 10)
+        done = errors = 0
+        lat: list[float] = []
+        while done < total:
+            chunk = min(step, total - done)
+            run = await closed_loop(addresses[leader], clients, "write", 0, "bulk", chunk)
+            done += chunk
+            errors += run.errors
+            lat.extend(run.latencies)
+            sample(done)
+        elapsed = time.monotonic() - t0
+        after = counters_of(await statuses(addresses))
+        final = await statuses(addresses)
+    finally:
+        await asyncio.to_thread(backend.teardown)
+        shutil.rmtree(tmp, ignore_errors=True)
+    lat.sort()
+    d = delta(before, after)
+    return {
+        "commands": total, "clients": clients, "errors": errors, "seconds": round(elapsed, 1),
+        "throughput": total / elapsed, "p50_ms": quantile(lat, 0.5) * 1000,
+        "p99_ms": quantile(lat, 0.99) * 1000, "leader": leader,
+        "leader_rss_mb_before": samples[0]["rss_mb"][leader],
+        "leader_rss_mb_after": samples[-1]["rss_mb"][leader],
+        "snapshot_first_slot": {n: (s or {}).get("first") for n, s in final.items()},
+        "chosen": {n: (s or {}).get("chosen") for n, s in final.items()},
+        "counters": d, "samples": samples, "machine": machine(),
+    }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,51 +334,97 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clients", default="1,64",
                         help="comma list of closed-loop client counts (default %(default)s)")
     parser.add_argument("--modes", default="multi,classic",
-                        help="multi (Multi-Paxos), classic (Phase 1 per slot) "
+                        help="multi (Multi-Paxos), classic (Phase 1 before every slot) "
                         "(default %(default)s)")
+    parser.add_argument("--ops", default="write,read",
+                        help="comma list of write, read (default %(default)s)")
     parser.add_argument("--node-arg", dest="node_args", action="append", default=[],
                         metavar="ARG", help="extra argument for every node (repeatable)")
+    parser.add_argument("--data-root", metavar="DIR", default=None,
+                        help="where the nodes' data directories go (default: the system's "
+                        "temporary directory; e.g. /dev/shm to take the disk out)")
+    parser.add_argument("--commands", type=int, metavar="N", default=None,
+                        help="instead: N writes by the largest --clients count, reporting the "
+                        "nodes' RSS every N/10 commands (memory over a long run)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         clients = [int(c) for c in args.clients.split(",") if c.strip()]
         modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+        ops = [o.strip() for o in args.ops.split(",") if o.strip()]
         if not clients or any(c < 1 for c in clients):
             raise ValueError("--clients needs positive integers")
         if not modes or set(modes) - {"multi", "classic"}:
             raise ValueError("--modes takes multi and/or classic")
+        if not ops or set(ops) - {"write", "read"}:
+            raise ValueError("--ops takes write and/or read")
+        if args.commands is not None and args.commands < 1:
+            raise ValueError("--commands needs a positive number")
     except ValueError as exc:
         print(f"harness bench: {exc}", file=sys.stderr)
         return 3
+    load_before = loadavg()
+    if args.commands is not None:
+        try:
+            result = asyncio.run(bench_commands(args.commands, max(clients), args.node_args,
+                                                args.data_root, not args.json))
+        except (RuntimeError, OSError) as exc:
+            print(f"harness bench: {exc}", file=sys.stderr)
+            return 3
+        if args.json:
+            print(json.dumps(result, indent=1))
+            return 0
+        print(f"{result['commands']} writes by {result['clients']} clients in "
+              f"{result['seconds']} s ({result['throughput']:.0f}/s, p50 "
+              f"{result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, "
+              f"{result['errors']} errors)")
+        print(f"leader {result['leader']} RSS: {result['leader_rss_mb_before']:.1f} MB before, "
+              f"{result['leader_rss_mb_after']:.1f} MB after; first slot still in the log: "
+              f"{result['snapshot_first_slot']}")
+        return 0
     rows: list[dict] = []
     try:
         for mode in modes:
-            rows += asyncio.run(bench_mode(mode, clients, args.seconds, args.node_args))
-    except RuntimeError as exc:
+            rows += asyncio.run(bench_mode(mode, clients, args.seconds, args.node_args, ops,
+                                           args.data_root))
+    except (RuntimeError, OSError) as exc:
         print(f"harness bench: {exc}", file=sys.stderr)
         return 3
-    if args.json:
-        print(json.dumps(rows, indent=1))
-        return 0
-    from tabulate import tabulate
-
-    table = [[r["mode"], r["op"], r["clients"], f"{r['throughput']:.0f}", f"{r['p50_ms']:.2f}",
-              f"{r['p99_ms']:.2f}",
-              "-" if r["messages_per_commit"] is None else f"{r['messages_per_commit']:.2f}",
-              f"{r['phase1_per_commit']:.3f}", r["errors"]] for r in rows]
-    print(tabulate(table, headers=["mode", "op", "clients", "ops/s", "p50 ms", "p99 ms",
-                                   "msgs/commit", "phase1/commit", "errors"]))
-    ratio = {}
-    for op in ("write", "read"):
+    ratios = []
+    for op in ops:
         for c in clients:
             multi = [r for r in rows if r["mode"] == "multi" and r["op"] == op
                      and r["clients"] == c]
             classic = [r for r in rows if r["mode"] == "classic" and r["op"] == op
                        and r["clients"] == c]
             if multi and classic and classic[0]["p50_ms"] > 0:
-                ratio[(op, c)] = multi[0]["p50_ms"] / classic[0]["p50_ms"]
-    for (op, c), value in ratio.items():
-        print(f"multi/classic p50, {op}, {c} client(s): {value:.2f}")
+                ratios.append({"op": op, "clients": c,
+                               "multi_over_classic_p50": multi[0]["p50_ms"]
+                               / classic[0]["p50_ms"]})
+    if args.json:
+        print(json.dumps({"machine": machine(), "loadavg_before": load_before,
+                          "loadavg_after": loadavg(), "rows": rows, "ratios": ratios},
+                         indent=1))
+        return 0
+    from tabulate import tabulate
+
+    table = [[r["mode"], r["op"], r["clients"], f"{r['throughput']:.0f}", f"{r['p50_ms']:.2f}",
+              f"{r['p99_ms']:.2f}", _fmt(r["messages_per_op"], ".2f"),
+              _fmt(r["phase1_per_op"], ".3f"), _fmt(r["fsyncs_per_op"], ".3f"),
+              _fmt(r["batch"], ".1f"), r["errors"]] for r in rows]
+    print(tabulate(table, headers=["mode", "op", "clients", "ops/s", "p50 ms", "p99 ms",
+                                   "msgs/op", "phase1/op", "fsyncs/op", "batch", "errors"]))
+    for r in ratios:
+        print(f"multi/classic p50, {r['op']}, {r['clients']} client(s): "
+              f"{r['multi_over_classic_p50']:.2f}")
+    la = loadavg()
+    if load_before and la:
+        print(f"load average {load_before[0]:.2f} before, {la[0]:.2f} after "
+              f"({machine()['cpus']} CPUs)")
     return 0

@@ -7,10 +7,13 @@ feeds inputs and carries out what comes back, like etcd-io/raft's Step/Tick/Read
     replica.tick()                 one unit of time passed
     replica.propose(cmd, token)    a client command; may return an immediate reply
     rd = replica.ready()           what to do now (only if replica.has_ready())
-        - send rd.early_messages        (they depend on nothing unpersisted)
+        - send rd.early_messages and rd.early_replies (they depend on nothing unpersisted)
         - persist rd.records (+ rd.snapshot), fsync if rd.sync, atomically if rd.rewrite
         - then send rd.messages and rd.replies (they depend on those records)
     replica.advance(rd)            the records are durable
+    replica.take_early()           optional, at any time (also while a Ready is being
+                                   persisted): the early messages and replies produced since
+                                   the last ready(), to send at once
 
 A leader's own vote for a slot, and a candidate's own promise, only count at advance(): a quorum
 never includes a vote that is not on disk. Everything else is ordered by the driver persisting
@@ -36,6 +39,17 @@ Protocol summary (details at each handler):
   two values for a slot), and asks for catch-up otherwise.
 - Replies carry the ballot they answer; a reply to another ballot is never counted.
 - A leader that has not heard from a majority for the minimum election timeout steps down.
+- Reads (ReadIndex, Multi-Paxos mode): no log write. The reads that arrived together get the
+  leader's commit point (chosen_upto) and one confirmation round: a heartbeat carrying a new
+  round number, which acceptors echo at the leader's ballot. Once a majority (the leader
+  included) answered that round or a later one at this ballot, no other leader can have chosen
+  anything the commit point misses, and the reads are answered as soon as the leader has applied
+  through it. A new leader starts confirmation rounds only once its takeover slots (re-proposed
+  values and no-ops) are chosen: before that its commit point can miss values the previous
+  leader had chosen and acknowledged. In classic mode reads go through the log like updates.
+- Client replies and heartbeat acknowledgements depend on nothing unpersisted (a reply follows
+  a chosen slot, i.e. a majority's durable votes), so they are early: the driver sends them
+  without waiting for the fsync in progress.
 """
 
 from __future__ import annotations
@@ -98,6 +112,7 @@ class Ready:
     rewrite: bool = False
     snapshot: SnapshotOut | None = None
     early_messages: list[dict[str, Any]] = field(default_factory=list)
+    early_replies: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     replies: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
     chosen: list[tuple[int, Any]] = field(default_factory=list)
@@ -108,7 +123,8 @@ class Ready:
 
     def has_work(self) -> bool:
         return bool(self.records or self.snapshot or self.early_messages or self.messages
-                    or self.replies or self.chosen or self.applied or self.events
+                    or self.early_replies or self.replies or self.chosen or self.applied
+                    or self.events
                     or self.self_accepts or self.self_promise is not None)
 
 
@@ -188,8 +204,18 @@ class Replica:
         self.applied_keys: dict[tuple[str, int], int] = {}  # applied, still in the log
         self.waiting: dict[tuple[str, int], list[Hashable]] = {}
         self.token_key: dict[Hashable, tuple[str, int]] = {}
+        # ReadIndex reads (leader): token -> key of every read not answered yet; reads not yet
+        # in a confirmation round; (round, read index, token) waiting for their round to be
+        # confirmed; (read index, token) confirmed, waiting for the leader to apply that far.
+        self.read_tokens: dict[Hashable, Any] = {}
+        self.reads_new: list[Hashable] = []
+        self.reads_wait: deque[tuple[int, int, Hashable]] = deque()
+        self.reads_ready: deque[tuple[int, Hashable]] = deque()
+        self.read_round = 0                  # the latest confirmation round started
+        self.peer_round: dict[str, int] = {}  # the latest round each peer answered, this ballot
 
-        self.counters = {"elections": 0, "phase1_rounds": 0, "phase2_rounds": 0, "commits": 0}
+        self.counters = {"elections": 0, "phase1_rounds": 0, "phase2_rounds": 0, "commits": 0,
+                         "reads": 0, "read_rounds": 0, "messages_sent": 0}
         self.out = Ready()
         self._rec_promise: Ballot | None = None
         self._rec_acc: list[list[Any]] = []
@@ -249,14 +275,29 @@ class Replica:
 
     # ------------------------------------------------------------------ driver interface --
     def has_ready(self) -> bool:
-        self._flush_queue()
-        self._flush_unsent()
+        self._flush()
         return (self.out.has_work() or self._rec_promise is not None or bool(self._rec_acc)
                 or bool(self._rec_chosen))
 
-    def ready(self) -> Ready:
+    def take_early(self) -> tuple[list[dict[str, Any]], list[tuple[Any, dict[str, Any]]]]:
+        """The early messages and early replies produced since the last ready() (new batches'
+        Accepts, heartbeats and their acknowledgements, client replies), taken out so that the
+        driver can send them now, even while it is still persisting an earlier Ready: they
+        depend on nothing unpersisted. The rest waits for the next ready()."""
+        self._flush()
+        out = self.out
+        msgs, replies = out.early_messages, out.early_replies
+        out.early_messages = []
+        out.early_replies = []
+        return msgs, replies
+
+    def _flush(self) -> None:
         self._flush_queue()
+        self._flush_reads()
         self._flush_unsent()
+
+    def ready(self) -> Ready:
+        self._flush()
         rd = self.out
         self.out = Ready()
         if rd.snapshot is not None:
@@ -358,6 +399,11 @@ class Replica:
         if self.role != LEADER:
             return protocol.error(protocol.UNAVAILABLE, "not the leader",
                                   leader=self.leader_id if self.role == FOLLOWER else None)
+        if op == "read" and not self.cfg.classic:
+            # ReadIndex: no slot, no session table (a read has no effect to de-duplicate).
+            self.read_tokens[token] = cmd["key"]
+            self.reads_new.append(token)
+            return None
         key = (cmd["client"], cmd["seq"])
         dedup = "no-dedup" not in self.bugs
         if op != "read" and dedup:
@@ -377,6 +423,8 @@ class Replica:
 
     def cancel(self, token: Hashable) -> None:
         """The driver gave up waiting (timeout or closed connection)."""
+        if self.read_tokens.pop(token, None) is not None:
+            return  # its entries in the read queues are skipped when they come up
         key = self.token_key.pop(token, None)
         if key is None:
             return
@@ -407,6 +455,7 @@ class Replica:
             "first": self.snap_index + 1,
             "inflight": len(self.proposals),
             "queued": len(self.queue),
+            "reads_pending": len(self.read_tokens),
         }
 
     def log(self, start: int, limit: int) -> dict[str, Any]:
@@ -424,9 +473,17 @@ class Replica:
         msg["from"] = self.id
         msg["to"] = to
         msg.setdefault("ballot", self.promised)
+        self.counters["messages_sent"] += 1
         (self.out.early_messages if early else self.out.messages).append(msg)
 
     def _reply(self, token: Hashable, body: dict[str, Any]) -> None:
+        """A reply about something chosen (or an error about something that did not happen):
+        it depends on nothing unpersisted."""
+        self.out.early_replies.append((token, body))
+
+    def _reply_late(self, token: Hashable, body: dict[str, Any]) -> None:
+        """A reply that must wait for this Ready's records (only the ack-before-chosen bug's
+        acknowledgement of a proposal, which at least waits for the leader's own vote)."""
         self.out.replies.append((token, body))
 
     def _observe(self, b: Ballot) -> None:
@@ -509,6 +566,17 @@ class Replica:
                                               leader=None))
         self.queue.clear()
         self.queued_keys.clear()
+        self._fail_reads("leader stepped down")
+        self.peer_round = {}
+
+    def _fail_reads(self, why: str) -> None:
+        """Reads not answered yet: they had no effect, so they definitely did not happen."""
+        for t in self.read_tokens:
+            self._reply(t, protocol.error(protocol.UNAVAILABLE, why, leader=None))
+        self.read_tokens.clear()
+        self.reads_new = []
+        self.reads_wait.clear()
+        self.reads_ready.clear()
 
     def _preempted(self, b: Ballot) -> None:
         self._observe(b)
@@ -637,6 +705,7 @@ class Replica:
             self.leader_since = self.now
             self.failed_elections = 0
             self.serving = False
+            self.peer_round = {}
             for p in self.peers:
                 self.peer_ack[p] = self.now
             self._event(f"elected leader with ballot {fmt_ballot(self.ballot)}; recovering "
@@ -694,11 +763,12 @@ class Replica:
         if n_values or n_noops:
             self._event(f"re-proposing {n_values} recovered values and {n_noops} no-ops "
                         f"through slot {hi}")
-        if "no-takeover-noop" in self.bugs:
-            for s in range(self.chosen_upto + 1, hi + 1):
-                p = self.proposals.get(s)
-                if p is not None:
-                    self._learn(s, p.value)
+        if "no-takeover-noop" in self.bugs and not self.serving:
+            # The bug: serve at once. Reads get this leader's commit point, which can miss the
+            # values the previous leader chose (and acknowledged) in the slots re-proposed here.
+            self.serving = True
+            self._event(f"serving clients from slot {self.next_slot} before the takeover "
+                        f"slots through {hi} are chosen (bug no-takeover-noop)")
         if self.cfg.classic:
             self.classic_ready = True
         self._check_serving()
@@ -762,7 +832,7 @@ class Replica:
                     self._start_phase1(reprepare=True)
                 return
             self.classic_ready = False
-            limit = len(self.proposals) + self.cfg.max_batch
+            limit = len(self.proposals) + 1   # one slot per Phase 1: single-decree per slot
         ack_early = "ack-before-chosen" in self.bugs
         while self.queue and len(self.proposals) < limit:
             cmd = self.queue.popleft()
@@ -778,7 +848,7 @@ class Replica:
             if ack_early and cmd["op"] != "read":
                 for t in self.waiting.pop(key, []):
                     self.token_key.pop(t, None)
-                    self._reply(t, {"ok": True})
+                    self._reply_late(t, {"ok": True})
 
     def _flush_unsent(self) -> None:
         if not self.unsent:
@@ -792,8 +862,8 @@ class Replica:
         for p in self.peers:
             for i in range(0, len(entries), step):
                 self._send(p, {"type": "accept", "ballot": self.ballot,
-                               "entries": entries[i:i + step], "commit": self.chosen_upto},
-                           early=True)
+                               "entries": entries[i:i + step], "commit": self.chosen_upto,
+                               "read": self.read_round}, early=True)
         for s in slots:
             if s in self.proposals:
                 self.proposals[s].sent = self.now
@@ -815,9 +885,47 @@ class Replica:
                     if len(entries) >= self.cfg.max_batch:
                         break
             self._send(peer, {"type": "accept", "ballot": self.ballot, "entries": entries,
-                              "commit": self.chosen_upto}, early=True)
+                              "commit": self.chosen_upto, "read": self.read_round}, early=True)
         for s in resent:
             self.proposals[s].sent = self.now
+
+    # ------------------------------------------------------------------ reads --
+    def _flush_reads(self) -> None:
+        """Start one confirmation round for the reads that arrived since the last one."""
+        if not self.reads_new or self.role != LEADER or not self.serving:
+            return  # a new leader's reads wait for its takeover (or fail if it steps down)
+        self.read_round += 1
+        self.counters["read_rounds"] += 1
+        r, idx = self.read_round, self.chosen_upto
+        for t in self.reads_new:
+            self.reads_wait.append((r, idx, t))
+        self.reads_new = []
+        # A bare heartbeat, even when Accepts go out too: acceptors acknowledge it without
+        # waiting for their fsync.
+        for peer in self.peers:
+            self._send(peer, {"type": "accept", "ballot": self.ballot, "entries": [],
+                              "commit": self.chosen_upto, "read": r}, early=True)
+        self._confirm_reads()
+
+    def _confirm_reads(self) -> None:
+        if not self.reads_wait:
+            return
+        rounds = sorted([self.read_round] + [self.peer_round.get(p, 0) for p in self.peers],
+                        reverse=True)
+        confirmed = rounds[self.quorum - 1]
+        while self.reads_wait and self.reads_wait[0][0] <= confirmed:
+            _, idx, t = self.reads_wait.popleft()
+            if t in self.read_tokens:
+                self.reads_ready.append((idx, t))
+        self._answer_reads()
+
+    def _answer_reads(self) -> None:
+        while self.reads_ready and self.reads_ready[0][0] <= self.applied:
+            _, t = self.reads_ready.popleft()
+            key = self.read_tokens.pop(t, None)
+            if key is not None:
+                self.counters["reads"] += 1
+                self._reply(t, self.sm.read(key))
 
     def _on_accept(self, m: dict[str, Any]) -> None:
         b, frm = m["ballot"], m["from"]
@@ -840,6 +948,9 @@ class Replica:
             self.last_leader_contact = self.now
             self.failed_elections = 0
             self._reset_election_timer()
+        # A bare heartbeat at the promised ballot changes nothing durable here, so its
+        # acknowledgement need not wait for the fsync in progress (or any).
+        early = not m["entries"] and b == self.promised and self._rec_promise is None
         slots = []
         for s, v in m["entries"]:
             if s > self.snap_index:
@@ -848,7 +959,8 @@ class Replica:
         if not lower:
             self._learn_commit(b, m["commit"], frm)
         self._send(frm, {"type": "accepted", "ballot": b, "ok": True, "slots": slots,
-                         "promised": self.promised, "chosen": self.chosen_upto})
+                         "promised": self.promised, "chosen": self.chosen_upto,
+                         "read": m["read"]}, early=early)
 
     def _learn_commit(self, b: Ballot, commit: int, frm: str) -> None:
         if commit > self.commit_seen:
@@ -881,6 +993,9 @@ class Replica:
             if p is not None:
                 p.acks.add(frm)
                 self._check_chosen(s)
+        if m["read"] > self.peer_round.get(frm, 0):
+            self.peer_round[frm] = m["read"]
+            self._confirm_reads()
 
     def _check_chosen(self, s: int) -> None:
         p = self.proposals.get(s)
@@ -930,6 +1045,8 @@ class Replica:
                     self.token_key.pop(t, None)
                     if result is not None and replying:
                         self._reply(t, result)
+        if self.reads_ready:
+            self._answer_reads()
         if self.applied - self.snap_index >= self.cfg.snapshot_every:
             self._take_snapshot()
 

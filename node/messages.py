@@ -11,11 +11,16 @@ drops it instead.
 | prevote_reply   | granted, promised, leader                                    |
 | prepare         | first (first slot the Phase 1 covers)                        |
 | promise         | ok, promised, accepted [[slot, ballot, value]], snap, chosen |
-| accept          | entries [[slot, value]], commit (heartbeat when empty)       |
-| accepted        | ok, slots, promised, chosen                                  |
+| accept          | entries [[slot, value]], commit (heartbeat when empty), read |
+| accepted        | ok, slots, promised, chosen, read                            |
 | catchup         | from_slot                                                    |
 | learn           | entries [[slot, value]], commit                              |
 | snapshot        | index, data (JSON text of the state machine)                 |
+
+`read` (optional, default 0) is the leader's ReadIndex confirmation round: an accept carries the
+latest round the leader has started, and the acceptor echoes it in its accepted reply, so the
+leader knows which of its rounds a peer answered at its ballot (a reply to an older round or an
+older ballot never confirms a newer read).
 """
 
 from __future__ import annotations
@@ -114,6 +119,7 @@ def parse(raw: Any) -> dict[str, Any]:
     elif t == "accept":
         msg["entries"] = _slot_values(raw.get("entries"), "entries")
         msg["commit"] = _int(raw, "commit", -1)
+        msg["read"] = _int(raw, "read") if "read" in raw else 0
     elif t == "accepted":
         msg["ok"] = _bool(raw, "ok")
         msg["promised"] = ballot_of(raw.get("promised"), "promised")
@@ -123,6 +129,7 @@ def parse(raw: Any) -> dict[str, Any]:
                 isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in slots):
             raise BadMessage("slots must be a list of slot numbers")
         msg["slots"] = slots
+        msg["read"] = _int(raw, "read") if "read" in raw else 0
     elif t == "catchup":
         msg["from_slot"] = _int(raw, "from_slot")
     elif t == "learn":

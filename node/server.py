@@ -1,10 +1,19 @@
 """The asyncio driver: sockets, timers and the disk around the sans-IO core.
 
-One event loop owns the Replica. Inputs (peer messages, client requests, ticks) are fed to it as
-they arrive; a single "ready loop" then carries out its Ready batches in order: send the early
-messages, persist the records (write + fdatasync in a worker thread, so the loop keeps taking
-input, which becomes the next batch: group commit), then send the messages and replies that
-depend on those records, then advance.
+One event loop owns the Replica. Every input (a client request, a peer message, a tick) is fed
+to the core as it is read and schedules one *pump* at the end of the event-loop iteration, so
+everything read in one pass over the ready sockets forms one batch: one Accept per peer, one
+write-ahead-log write and one fsync (natural batching, no timer).
+
+The pump does the core's work in order:
+
+- early messages and early replies (Accepts, heartbeats and their acknowledgements, client
+  replies; the core guarantees they depend on nothing unpersisted) leave at once, also while a
+  write is in progress;
+- one Ready at a time is made durable: its records are written and fdatasync'ed by a worker
+  thread (group commit off the event loop) while the loop keeps taking input, which piles up
+  into the next batch; once the write is durable, the Ready's other messages (Promises,
+  Accepteds) and replies are sent and the core is told (advance).
 
 Connections: every node listens on one port for clients, admin tools and peers. A node sends to
 a peer over its own outbound connection, dialled at the address given with --peer (possibly a
@@ -15,9 +24,11 @@ peer's outbound connection. A connection whose first line is not a hello is a cl
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import math
@@ -28,6 +39,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from node import protocol
@@ -43,55 +55,107 @@ CLIENT_BUFFER_LIMIT = 16 << 20   # a client that does not read its replies is dr
 BUGGY_FLUSH_S = 1.0              # reply-before-fsync: how long writes sit in the process
 LAZY_FLUSH_S = 0.2               # how long re-learnable records may sit in the process
 
-
-class LineTooLong(Exception):
-    pass
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
-class LineReader:
-    """Newline-delimited reading with a per-connection line limit (StreamReader's limit is fixed
-    at connection time, but peers and clients share the port and need different limits)."""
+class Conn(asyncio.Protocol):
+    """One accepted connection: a client (or admin tool) until its first line is a peer's
+    hello, then that peer's inbound link. Lines are split here, with a limit per kind (1 MiB for
+    clients, PEER_LINE_LIMIT for peers)."""
 
-    def __init__(self, reader: asyncio.StreamReader, limit: int) -> None:
-        self.reader = reader
-        self.limit = limit
+    def __init__(self, server: NodeServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
-        self.scan_from = 0
-
-    async def readline(self) -> bytes | None:
-        while True:
-            i = self.buf.find(b"\n", self.scan_from)
-            if i > self.limit:
-                raise LineTooLong()
-            if i >= 0:
-                line = bytes(self.buf[:i])
-                del self.buf[:i + 1]
-                self.scan_from = 0
-                return line
-            self.scan_from = len(self.buf)
-            if len(self.buf) > self.limit:
-                raise LineTooLong()
-            chunk = await self.reader.read(1 << 16)
-            if not chunk:
-                return None
-            self.buf += chunk
-
-
-class ClientConn:
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self.writer = writer
+        self.peer: str | None = None
+        self.started = False
         self.pending: set[Pending] = set()
         self.closed = False
 
-    def send(self, obj: dict[str, Any]) -> None:
+    # -- asyncio.Protocol -----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.conns.add(self)
+
+    def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        if self.writer.transport.is_closing():
+        buf = self.buf
+        buf += data
+        start = 0
+        while True:
+            i = buf.find(b"\n", start)
+            if i < 0:
+                break
+            if i - start > self._limit():
+                self._too_long()
+                return
+            line = bytes(buf[start:i])
+            start = i + 1
+            self._line(line)
+            if self.closed:
+                return
+        if start:
+            del buf[:start]
+        if len(buf) > self._limit():
+            self._too_long()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.conns.discard(self)
+        core = self.server.core
+        for p in self.pending:
+            p.done = True
+            if core is not None:
+                core.cancel(p)
+        self.pending.clear()
+
+    # -- lines ----------------------------------------------------------------------------
+    def _limit(self) -> int:
+        return PEER_LINE_LIMIT if self.peer is not None else protocol.MAX_LINE
+
+    def _line(self, line: bytes) -> None:
+        srv = self.server
+        if self.peer is not None:
+            srv.on_peer_line(self.peer, line)
+            return
+        if not self.started:
+            self.started = True
+            peer = srv.hello_of(line)
+            if peer is not None:
+                if peer not in srv.opts.peers:
+                    srv.log(f"refused a connection introducing itself as unknown node {peer!r}")
+                    self.close()
+                    return
+                self.peer = peer
+                return
+        srv.handle_request(self, line)
+
+    def _too_long(self) -> None:
+        if self.peer is not None:
+            self.server.log(f"dropped the connection of peer {self.peer}: line over "
+                            f"{PEER_LINE_LIMIT} bytes")
+        else:
+            self.send({"id": None, **protocol.error(
+                protocol.MALFORMED, f"request line longer than {protocol.MAX_LINE} bytes")})
+        self.close()
+
+    # -- writing --------------------------------------------------------------------------
+    def send(self, obj: dict[str, Any]) -> None:
+        t = self.transport
+        if self.closed or t is None:
+            return
+        if t.is_closing():
             self.close()
             return
         try:
-            self.writer.write(protocol.encode(obj))
-            if self.writer.transport.get_write_buffer_size() > CLIENT_BUFFER_LIMIT:
+            t.write(_encode(obj).encode() + b"\n")
+            if t.get_write_buffer_size() > CLIENT_BUFFER_LIMIT:
                 self.close()
         except (ConnectionError, RuntimeError):
             self.close()
@@ -99,27 +163,27 @@ class ClientConn:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            with contextlib.suppress(Exception):
-                self.writer.close()
+            if self.transport is not None:
+                # Flush what is queued (a last error reply), then close.
+                with contextlib.suppress(Exception):
+                    self.transport.close()
 
 
 class Pending:
     """A client request waiting for its reply; the core's token for it."""
 
-    __slots__ = ("conn", "rid", "timer", "done")
+    __slots__ = ("conn", "rid", "deadline", "done")
 
-    def __init__(self, conn: ClientConn, rid: Any) -> None:
+    def __init__(self, conn: Conn, rid: Any, deadline: float) -> None:
         self.conn = conn
         self.rid = rid
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = deadline
         self.done = False
 
     def reply(self, body: dict[str, Any]) -> None:
         if self.done:
             return
         self.done = True
-        if self.timer is not None:
-            self.timer.cancel()
         self.conn.pending.discard(self)
         self.conn.send({"id": self.rid, **body})
 
@@ -204,15 +268,22 @@ class NodeServer:
         )
         self.core: Replica | None = None
         self.wal = WAL(opts.data_dir)
+        # One worker: every write to the log goes through it, in order (the loop writes only
+        # when it is idle).
         self.io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal")
-        self.wake: asyncio.Event | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping: asyncio.Event | None = None
         self.links: dict[str, PeerLink] = {}
         self.tasks: list[asyncio.Task[Any]] = []
-        self.conns: set[ClientConn] = set()
+        self.conns: set[Conn] = set()
         self.pending: list[bytes] = []     # encoded records not yet written
         self.buggy = "reply-before-fsync" in opts.bugs
-        self.io_busy = False
+        self.writing: Ready | None = None  # the Ready whose records the worker is writing
+        self.kicked = False                # a pump is scheduled
+        self.dead = False                  # an internal error: stop touching the core
+        self.timeouts: collections.deque[Pending] = collections.deque()  # by deadline
+        self.request_timeout_s = opts.request_timeout_ms / 1000.0
+        self.fsyncs = 0
         self.exit_code = 0
         self.lock_fd: int | None = None
         self.started = time.monotonic()
@@ -249,14 +320,14 @@ class NodeServer:
 
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
-        self.wake = asyncio.Event()
+        self.loop = loop
         self.stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         host, port = self.opts.listen
         try:
-            server = await asyncio.start_server(self._on_connection, host, port,
-                                                reuse_address=True, limit=1 << 16)
+            server = await loop.create_server(lambda: Conn(self), host, port,
+                                              reuse_address=True)
         except OSError as exc:
             self.log(f"FATAL: cannot listen on {host}:{port}: {exc.strerror or exc}")
             return 1
@@ -264,7 +335,7 @@ class NodeServer:
         self.log(f"listening on {host}:{port}; peers {peers}; election timeout "
                  f"{self.opts.election_timeout_ms} ms, heartbeat {self.opts.heartbeat_ms} ms, "
                  f"tick {self.tick_s * 1000:.0f} ms"
-                 + ("; classic Phase 1 per batch" if self.opts.classic else ""))
+                 + ("; classic: Phase 1 before every slot" if self.opts.classic else ""))
         self.log("injected bugs: " + (", ".join(self.opts.bugs) if self.opts.bugs else "none"))
         for pid, addr in self.opts.peers.items():
             link = PeerLink(self, pid, addr)
@@ -272,25 +343,18 @@ class NodeServer:
             link.task = asyncio.create_task(link.run())
             self.tasks.append(link.task)
         self.tasks.append(asyncio.create_task(self._tick_loop()))
-        ready_task = asyncio.create_task(self._ready_loop())
         self.tasks.append(asyncio.create_task(self._flusher()))
-        self.wake.set()
-        stop_wait = asyncio.ensure_future(self.stopping.wait())
-        await asyncio.wait({stop_wait, ready_task}, return_when=asyncio.FIRST_COMPLETED)
+        self.kick()
+        await self.stopping.wait()
         code = self.exit_code
-        if ready_task.done() and ready_task.exception() is not None:
-            exc = ready_task.exception()
-            assert exc is not None
-            self._fatal(exc)
-            code = 1
         self.log("shutting down")
+        self.dead = True
         server.close()
-        ready_task.cancel()
         for t in self.tasks:
             t.cancel()
         for c in list(self.conns):
             c.close()
-        await asyncio.gather(ready_task, *self.tasks, return_exceptions=True)
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         # Let a write in progress finish before closing the log under it.
         self.io.shutdown(wait=True)
         self._flush_pending(sync=True)  # a clean exit keeps everything, bug or not
@@ -298,41 +362,90 @@ class NodeServer:
         self.log("stopped")
         return code
 
-    # -- the ready loop --------------------------------------------------------------------
-    async def _ready_loop(self) -> None:
-        assert self.core is not None and self.wake is not None
-        loop = asyncio.get_running_loop()
+    # -- the pump --------------------------------------------------------------------------
+    def kick(self) -> None:
+        """Input arrived: pump once at the end of this event-loop iteration, after everything
+        read in the same pass (that is the batch)."""
+        if not self.kicked and self.loop is not None:
+            self.kicked = True
+            self.loop.call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self.kicked = False
+        if self.dead:
+            return
+        try:
+            self._drive()
+        except Exception as exc:  # a bug in the core: never limp on with broken state
+            self._fatal(exc)
+
+    def _drive(self) -> None:
+        assert self.core is not None
         core = self.core
         while True:
-            await self.wake.wait()
-            self.wake.clear()
-            while core.has_ready():
-                rd = core.ready()
-                for e in rd.events:
-                    self.log(e)
-                for m in rd.early_messages:
-                    self._send_peer(m)
-                if rd.rewrite or rd.snapshot is not None:
-                    # big writes go to the worker thread so the loop keeps serving
-                    self.pending.clear()  # the rewritten log supersedes them
-                    self.io_busy = True
-                    try:
-                        await loop.run_in_executor(self.io, self._persist, rd)
-                    finally:
-                        self.io_busy = False
-                elif rd.records:
-                    self.pending.extend(encode_record(r) for r in rd.records)
-                    if rd.sync and not self.buggy:
-                        # One group write and one fdatasync, inline: cheaper than two thread
-                        # hand-offs, and input piles up meanwhile to form the next batch.
-                        self._flush_pending(sync=True)
-                    elif len(self.pending) > 512:
-                        self._flush_pending(sync=self.buggy)
-                for m in rd.messages:
-                    self._send_peer(m)
-                for token, body in rd.replies:
-                    token.reply(body)
-                core.advance(rd)
+            msgs, replies = core.take_early()
+            self._send_out(msgs, replies)
+            if self.writing is not None:
+                return   # the next Ready waits for this one to be durable
+            if not core.has_ready():
+                return
+            rd = core.ready()
+            for e in rd.events:
+                self.log(e)
+            self._send_out(rd.early_messages, rd.early_replies)
+            if rd.rewrite or rd.snapshot is not None:
+                self.pending.clear()  # the rewritten log supersedes them
+                self._write_in_worker(functools.partial(self._persist, rd), rd)
+                return
+            if rd.records:
+                self.pending.extend(encode_record(r) for r in rd.records)
+                if rd.sync and not self.buggy:
+                    data = b"".join(self.pending)
+                    self.pending.clear()
+                    self._write_in_worker(functools.partial(self._append, data), rd)
+                    return
+                if len(self.pending) > 512:
+                    self._flush_pending(sync=self.buggy)
+            self._finish(rd)
+
+    def _send_out(self, msgs: list[dict[str, Any]],
+                  replies: list[tuple[Any, dict[str, Any]]]) -> None:
+        for m in msgs:
+            self._send_peer(m)
+        for token, body in replies:
+            token.reply(body)
+
+    def _finish(self, rd: Ready) -> None:
+        """rd's records are durable: what depended on them may go, and the core may count."""
+        assert self.core is not None
+        self._send_out(rd.messages, rd.replies)
+        self.core.advance(rd)
+
+    def _write_in_worker(self, job: Callable[[], None], rd: Ready) -> None:
+        assert self.loop is not None
+        self.writing = rd
+        fut = self.loop.run_in_executor(self.io, job)
+        fut.add_done_callback(self._written)
+
+    def _written(self, fut: asyncio.Future[None]) -> None:
+        rd, self.writing = self.writing, None
+        if self.dead or fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            self._fatal(exc)   # the disk failed us: promises cannot be kept
+            return
+        assert rd is not None
+        try:
+            self._finish(rd)
+            self._drive()
+        except Exception as exc:
+            self._fatal(exc)
+
+    # -- the disk (worker thread, or the loop when no worker job runs) ----------------------
+    def _append(self, data: bytes) -> None:
+        self.wal.append_bytes(data, sync=True)
+        self.fsyncs += 1
 
     def _persist(self, rd: Ready) -> None:
         if rd.snapshot is not None:
@@ -341,11 +454,13 @@ class NodeServer:
             self.wal.rewrite(rd.records)
         else:
             self.wal.append(rd.records, sync=rd.sync)
+        self.fsyncs += 1
 
     def _flush_pending(self, sync: bool) -> None:
         """Write the records held in memory: the ones that may wait (learned chosen values,
         which can be learned again) ride along with the next durable write or the periodic
-        flush; with the reply-before-fsync bug, all of them wait here."""
+        flush; with the reply-before-fsync bug, all of them wait here. Only when the worker
+        is idle."""
         if self.pending:
             data = b"".join(self.pending)
             self.pending.clear()
@@ -357,12 +472,8 @@ class NodeServer:
         period = BUGGY_FLUSH_S if self.buggy else LAZY_FLUSH_S
         while True:
             await asyncio.sleep(period)
-            if not self.io_busy:  # never touch the log while the worker rewrites it
+            if self.writing is None and not self.dead:  # never beside the worker's write
                 self._flush_pending(sync=self.buggy)
-
-    def _poke(self) -> None:
-        assert self.wake is not None
-        self.wake.set()
 
     async def _tick_loop(self) -> None:
         assert self.core is not None
@@ -373,97 +484,61 @@ class NodeServer:
         cap = 2 * self.config.election_ticks + 1
         while True:
             await asyncio.sleep(max(0.0, next_t - loop.time()))
+            if self.dead:
+                return
             now = loop.time()
             # After a pause (SIGSTOP, a stalled VM) the core sees the time that passed.
             n = min(cap, 1 + max(0, int((now - next_t) / period)))
             try:
                 for _ in range(n):
                     self.core.tick()
+                self._expire(now)
             except Exception as exc:
                 self._fatal(exc)
                 return
             next_t += n * period
             if next_t < now:
                 next_t = math.ceil(now / period) * period
-            self._poke()
+            self.kick()
+
+    def _expire(self, now: float) -> None:
+        """Requests past their deadline get error 30 (indefinite: it may still be chosen)."""
+        assert self.core is not None
+        q = self.timeouts
+        while q and q[0].deadline <= now:
+            p = q.popleft()
+            if not p.done:
+                self.core.cancel(p)
+                p.reply(protocol.error(protocol.TIMEOUT, "not known to be chosen in time"))
 
     # -- peers -----------------------------------------------------------------------------
     def _send_peer(self, m: dict[str, Any]) -> None:
         link = self.links.get(m["to"])
         if link is not None:
-            link.send(json.dumps(m, separators=(",", ":")).encode() + b"\n")
+            link.send(_encode(m).encode() + b"\n")
 
-    async def _serve_peer(self, peer_id: str, lr: LineReader) -> None:
+    def on_peer_line(self, peer_id: str, line: bytes) -> None:
+        if self.dead:
+            return
         assert self.core is not None
-        lr.limit = PEER_LINE_LIMIT
-        while True:
-            line = await lr.readline()
-            if line is None:
-                return
-            try:
-                msg = json.loads(line)
-            except (ValueError, UnicodeDecodeError, RecursionError):
-                self.log(f"dropped malformed message from peer {peer_id}: not JSON")
-                continue
-            if not isinstance(msg, dict) or msg.get("from") != peer_id:
-                self.log(f"dropped message on {peer_id}'s connection claiming another sender")
-                continue
-            try:
-                self.core.step(msg)
-            except Exception as exc:  # a bug in the core: never limp on with broken state
-                self._fatal(exc)
-                return
-            self._poke()
-
-    # -- connections -----------------------------------------------------------------------
-    async def _on_connection(self, reader: asyncio.StreamReader,
-                             writer: asyncio.StreamWriter) -> None:
-        # Swallow the cancellation at shutdown: asyncio's stream callback would log it.
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._connection(reader, writer)
-
-    async def _connection(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
-        lr = LineReader(reader, protocol.MAX_LINE)
-        conn = ClientConn(writer)
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            first = await lr.readline()
-            if first is None:
-                return
-            peer = self._hello_of(first)
-            if peer is not None:
-                if peer not in self.opts.peers:
-                    self.log(f"refused a connection introducing itself as unknown node {peer!r}")
-                    return
-                await self._serve_peer(peer, lr)
-                return
-            self.conns.add(conn)
-            line: bytes | None = first
-            while line is not None and not conn.closed:
-                self._handle_request(conn, line)
-                line = await lr.readline()
-        except LineTooLong:
-            conn.send({"id": None, **protocol.error(
-                protocol.MALFORMED, f"request line longer than {protocol.MAX_LINE} bytes")})
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            self.conns.discard(conn)
-            for p in list(conn.pending):
-                p.done = True
-                if p.timer is not None:
-                    p.timer.cancel()
-                if self.core is not None:
-                    self.core.cancel(p)
-            conn.pending.clear()
-            conn.close()
+            msg = json.loads(line)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            self.log(f"dropped malformed message from peer {peer_id}: not JSON")
+            return
+        if not isinstance(msg, dict) or msg.get("from") != peer_id:
+            self.log(f"dropped message on {peer_id}'s connection claiming another sender")
+            return
+        try:
+            self.core.step(msg)
+        except Exception as exc:  # a bug in the core: never limp on with broken state
+            self._fatal(exc)
+            return
+        self.kick()
 
+    # -- clients ---------------------------------------------------------------------------
     @staticmethod
-    def _hello_of(line: bytes) -> str | None:
+    def hello_of(line: bytes) -> str | None:
         if b'"hello"' not in line:
             return None
         try:
@@ -475,9 +550,9 @@ class NodeServer:
         sender = obj.get("from")
         return sender if isinstance(sender, str) else None
 
-    def _handle_request(self, conn: ClientConn, line: bytes) -> None:
-        assert self.core is not None
-        if not line.strip():
+    def handle_request(self, conn: Conn, line: bytes) -> None:
+        assert self.core is not None and self.loop is not None
+        if self.dead or not line.strip():
             return
         rid = None
         try:
@@ -497,7 +572,7 @@ class NodeServer:
         if op == "log":
             conn.send({"id": rid, **self.core.log(req["from"], req["limit"])})
             return
-        pending = Pending(conn, rid)
+        pending = Pending(conn, rid, self.loop.time() + self.request_timeout_s)
         try:
             reply = self.core.propose(req, pending)
         except Exception as exc:
@@ -507,27 +582,21 @@ class NodeServer:
             pending.reply(reply)
             return
         conn.pending.add(pending)
-        loop = asyncio.get_running_loop()
-        pending.timer = loop.call_later(self.opts.request_timeout_ms / 1000.0,
-                                        self._timeout, pending)
-        self._poke()
+        self.timeouts.append(pending)
+        self.kick()
 
     def _fatal(self, exc: BaseException) -> None:
         tb = "".join(traceback.format_exception(exc)).rstrip().replace("\n", "\n    ")
         self.log(f"FATAL: internal error, stopping: {tb}")
+        self.dead = True
         self.exit_code = 1
         if self.stopping is not None:
             self.stopping.set()
 
-    def _timeout(self, pending: Pending) -> None:
-        if pending.done or self.core is None:
-            return
-        self.core.cancel(pending)
-        pending.reply(protocol.error(protocol.TIMEOUT, "not known to be chosen in time"))
-
     def status(self) -> dict[str, Any]:
         assert self.core is not None
         st = self.core.status()
+        st["counters"]["fsyncs"] = self.fsyncs
         st["peers"] = {p: link.connected for p, link in self.links.items()}
         st["uptime_s"] = round(time.monotonic() - self.started, 3)
         return st

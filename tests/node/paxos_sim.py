@@ -36,12 +36,13 @@ class ClientOp:
 
 
 class Client:
-    def __init__(self, cid: str) -> None:
+    def __init__(self, cid: str, process: int) -> None:
         self.id = cid
         self.seq = 0
         self.op: ClientOp | None = None
         self.target: str | None = None
         self.backoff_until = 0
+        self.process = process   # history process id; a new one after an indeterminate op
 
 
 class Sim:
@@ -49,7 +50,8 @@ class Sim:
                  election_ticks: int = 10, heartbeat_ticks: int = 2,
                  snapshot_every: int = 10_000, classic: bool = False,
                  mid_crash_prob: float = 0.0, max_inflight: int = 64,
-                 request_timeout: int = 40, async_persist: bool = False) -> None:
+                 request_timeout: int = 40, async_persist: bool = False,
+                 register_only: bool = False) -> None:
         self.rng = random.Random(seed)
         self.ids = [f"n{i + 1}" for i in range(n)]
         self.bugs = bugs or {}
@@ -78,6 +80,11 @@ class Sim:
         self.retried: set[tuple[str, int]] = set()
         self.value_counter = 0
         self.clients_active = True
+        # The clients' history in the DESIGN.md shape (register ops only when register_only),
+        # for checkers.linearizability; time is the simulation's event counter.
+        self.register_only = register_only
+        self.history: list[dict[str, Any]] = []
+        self.next_process = 0
         for i in self.ids:
             self._boot(i)
 
@@ -120,13 +127,25 @@ class Sim:
         node keeps taking input; finish_persist completes it later."""
         while True:
             r = self.nodes[nid]
-            if r is None or nid in self.persisting or not r.has_ready():
+            if r is None:
+                return
+            if nid in self.persisting:
+                # like the server: what depends on nothing unpersisted leaves at once
+                msgs, replies = r.take_early()
+                for m in msgs:
+                    self._send(m)
+                for token, body in replies:
+                    self._on_reply(token, body)
+                return
+            if not r.has_ready():
                 return
             rd = r.ready()
             self.events.extend((nid, e) for e in rd.events)
             self._check_chosen(nid, rd)
             for m in rd.early_messages:
                 self._send(m)
+            for token, body in rd.early_replies:
+                self._on_reply(token, body)
             if (rd.records or rd.snapshot) and (
                     nid in self.crash_before_persist
                     or (self.mid_crash_prob and self.rng.random() < self.mid_crash_prob)):
@@ -282,13 +301,50 @@ class Sim:
     # -- clients --------------------------------------------------------------------------
     def add_clients(self, k: int) -> None:
         for _ in range(k):
-            self.clients.append(Client(f"c{len(self.clients)}"))
+            self.clients.append(Client(f"c{len(self.clients)}", self._new_process()))
+
+    def _new_process(self) -> int:
+        self.next_process += 1
+        return self.next_process - 1
+
+    def _record(self, c: Client, typ: str, cmd: dict[str, Any], value: Any = None,
+                **extra: Any) -> None:
+        op = {"index": len(self.history), "time": len(self.history), "process": c.process,
+              "type": typ, "f": cmd["op"], "key": cmd["key"]}
+        if typ == "invoke":
+            op["value"] = ([cmd["from"], cmd["to"]] if cmd["op"] == "cas"
+                           else cmd.get("value"))
+        else:
+            op["value"] = value
+        op.update(extra)
+        self.history.append(op)
+        if typ == "info":
+            c.process = self._new_process()   # Jepsen's rule
+
+    def _finish_op(self, c: Client, typ: str, value: Any = None, **extra: Any) -> None:
+        op = c.op
+        assert op is not None
+        cmd = op.cmd
+        if typ == "info" and cmd["op"] == "read":
+            typ = "fail"   # a read that never answered had no effect
+        if typ == "ok" and cmd["op"] != "read":
+            value = self.history_invoked(c)
+        self._record(c, typ, cmd, value, **extra)
+        c.op = None
+
+    def history_invoked(self, c: Client) -> Any:
+        for op in reversed(self.history):
+            if op["process"] == c.process and op["type"] == "invoke":
+                return op["value"]
+        return None
 
     def new_command(self, c: Client) -> dict[str, Any]:
         c.seq += 1
         self.value_counter += 1
         kind = self.rng.random()
         key = f"k{self.rng.randrange(3)}"
+        if self.register_only and 0.45 <= kind < 0.65:
+            kind = 0.0   # a write instead of an add
         if kind < 0.45:
             return {"client": c.id, "seq": c.seq, "op": "write", "key": key,
                     "value": self.value_counter}
@@ -326,13 +382,14 @@ class Sim:
                 if self.step_no < c.backoff_until:
                     continue
                 c.op = ClientOp(self.new_command(c), self.step_no)
+                self._record(c, "invoke", c.op.cmd)
                 self.submit(c)
             elif self.step_no - c.op.sent_at > self.request_timeout:
                 r = self.nodes.get(c.target) if c.target else None
                 if r is not None:
                     r.cancel(c.op.token)
                 if c.op.attempts >= 6:
-                    c.op = None   # give up: indeterminate
+                    self._finish_op(c, "info")   # give up: indeterminate
                 else:
                     self.submit(c, self.rng.choice(self.ids))
 
@@ -346,17 +403,20 @@ class Sim:
         if body.get("ok"):
             if cmd["op"] != "read":
                 self.acked[(cid, seq)] = cmd
-            c.op = None
+            self._finish_op(c, "ok", body.get("value"))
         elif body.get("code") in (20, 22):
             if cmd["op"] != "read":
                 self.acked[(cid, seq)] = cmd   # it ran (it is in the log), without effect
-            c.op = None
+            if cmd["op"] == "read":
+                self._finish_op(c, "ok", None)   # a key never written reads null
+            else:
+                self._finish_op(c, "fail", compare_failed=True)
         elif body.get("code") == 11:
             # Not proposed: try the hinted leader (or anyone) a little later.
             c.target = body.get("leader") or self.rng.choice(self.ids)
             c.op.sent_at = self.step_no - self.request_timeout + 3
         else:
-            c.op = None
+            self._finish_op(c, "info")
 
     # -- random schedules -----------------------------------------------------------------
     def random_step(self, p: dict[str, float]) -> None:

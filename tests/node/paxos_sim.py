@@ -132,6 +132,9 @@ class Sim:
             if nid in self.persisting:
                 # like the server: what depends on nothing unpersisted leaves at once
                 msgs, replies = r.take_early()
+                # What it learned chosen so far counts now: a reply may leave before the Ready
+                # that reports the slot, and a crash may lose that Ready.
+                self._check_chosen(nid, r.out)
                 for m in msgs:
                     self._send(m)
                 for token, body in replies:

@@ -25,6 +25,7 @@ Beyond Porcupine:
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import Counter
 from collections.abc import Generator
@@ -244,6 +245,24 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
     j = -1  # cursor over the info ops (>= 0 once the definite candidates are exhausted)
     frontier = 0
     pushed = dead = False  # set on every path that reaches the code after the scan
+    # Values that grow (appends): resets[i] and iresets[i] are, for a read i, the definite and
+    # the info writes and cases that could set the value before it returns.
+    grow_only = 5 in kind
+    resets = [0] * n
+    iresets = [0] * n
+    if grow_only:
+        for target, mine in ((resets, True), (iresets, False)):
+            setters = sorted(
+                (ops[i].call, bitv[i] if mine else bit_of[i]) for i in range(n)
+                if definite[i] == mine and kind[i] in (1, 2, 4)
+            )
+            set_calls = [call for call, _ in setters]
+            upto = [0]  # upto[k]: the first k setters, by invocation
+            for _, b in setters:
+                upto.append(upto[-1] | b)
+            for i in range(n):
+                if kind[i] == 0 and definite[i]:
+                    target[i] = upto[bisect.bisect_left(set_calls, ops[i].ret)]
     while True:
         if j < 0:
             r = match[e]
@@ -426,7 +445,25 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
             # no branching and shrinks what the other choices must consider.
             e = nx[0]
             j = -1
-            if forced_scan:
+            if grow_only and s != st_s[-1]:
+                # Appends only lengthen the value: a pending read of a value that does not
+                # extend the new one can never be satisfied, unless a write still to come
+                # resets it. Then this configuration is dead already.
+                sv = values[s]
+                f = e
+                while True:
+                    r = match[f]
+                    if r < 0:
+                        break
+                    i = entry_op[f]
+                    if kind[i] == 0 and not resets[i] & ~D and not iresets[i] & ~I:
+                        rv = values[A[i]]
+                        if sv is not None and (rv is None or not rv.startswith(sv)):
+                            break
+                    f = nx[f]
+                if r >= 0:
+                    pushed = False  # to the backtrack below
+            if pushed and forced_scan:
                 f = e
                 while True:
                     r = match[f]
@@ -473,7 +510,8 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
                         f"({len(cache)} memoized configurations)"
                     )
                     break
-            continue
+            if pushed:
+                continue
         # Backtrack: undo the last choice (and the forced steps after it), try the next one.
         while True:
             if not st_e:

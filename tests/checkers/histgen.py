@@ -230,3 +230,93 @@ def random_set_history(rng: random.Random, n_ops: int, processes: int = 3) -> li
         op["index"] = len(ops)
         ops.append(op)
     return ops
+
+
+def kv_step(state: Any, op: Operation) -> tuple[bool, Any]:
+    """A string register with get, put and append (Porcupine's kv model, one key)."""
+    if op.f == "get":
+        return state == op.output, state
+    if op.f == "put":
+        return True, op.value
+    return True, state + op.value
+
+
+def random_append_history(rng: random.Random, n_ops: int, processes: int = 3) -> list[dict]:
+    """Random gets, puts and appends; gets return plausible strings, right or wrong."""
+    ops: list[dict] = []
+    pending: dict[int, dict] = {}
+    procs = list(range(processes))
+    next_proc = processes
+    invoked = 0
+    outputs = ("", "a", "b", "ab", "ba", "aa", "abb", "bab", "c", "ca")
+    while invoked < n_ops or pending:
+        p = rng.choice(procs)
+        if p not in pending:
+            if invoked >= n_ops:
+                continue
+            f = rng.choice(("get", "append", "append", "put"))
+            value = None if f == "get" else rng.choice(("a", "b", "c") if f == "append" else
+                                                       ("", "c"))
+            op = {"process": p, "type": "invoke", "f": f, "key": "k", "value": value}
+            pending[p] = op
+            invoked += 1
+        else:
+            inv = pending.pop(p)
+            t = rng.choices(("ok", "info"), (7, 1))[0]
+            op = {"process": p, "type": t, "f": inv["f"], "key": "k", "value": inv["value"]}
+            if inv["f"] == "get":
+                op["value"] = rng.choice(outputs) if t == "ok" else None
+            if t == "info":
+                procs[procs.index(p)] = next_proc
+                next_proc += 1
+        op["index"] = len(ops)
+        ops.append(op)
+    return ops
+
+
+def simulated_append_history(rng: random.Random, n_ops: int, processes: int = 4) -> list[dict]:
+    """Concurrent clients against a real string register (get, put, append): linearizable by
+    construction, crashed ops taking effect or not."""
+    state = ""
+    ops: list[dict] = []
+    inflight: dict[int, dict] = {}
+    procs = list(range(processes))
+    next_proc = processes
+    invoked = 0
+    while invoked < n_ops or inflight:
+        p = rng.choice(procs)
+        cur = inflight.get(p)
+        if cur is None:
+            if invoked >= n_ops:
+                continue
+            f = rng.choice(("get", "append", "append", "put"))
+            value = None if f == "get" else f"x{invoked}" if f == "append" else rng.choice(
+                ("", "y"))
+            inflight[p] = {"f": f, "value": value, "done": False, "out": None}
+            ops.append({"process": p, "type": "invoke", "f": f, "key": "k", "value": value})
+            invoked += 1
+            continue
+        if not cur["done"]:
+            crash = rng.random() < 0.1
+            if not crash or rng.random() < 0.5:
+                if cur["f"] == "get":
+                    cur["out"] = state
+                elif cur["f"] == "put":
+                    state = cur["value"]
+                else:
+                    state += cur["value"]
+            if crash:
+                inflight.pop(p)
+                ops.append({"process": p, "type": "info", "f": cur["f"], "key": "k",
+                            "value": cur["value"]})
+                procs[procs.index(p)] = next_proc
+                next_proc += 1
+            else:
+                cur["done"] = True
+            continue
+        inflight.pop(p)
+        out = cur["out"] if cur["f"] == "get" else cur["value"]
+        ops.append({"process": p, "type": "ok", "f": cur["f"], "key": "k", "value": out})
+    for i, op in enumerate(ops):
+        op["index"] = i
+    return ops

@@ -13,6 +13,8 @@ from checkers.history import HistoryError
 
 from .histgen import (
     brute_force,
+    kv_step,
+    random_append_history,
     random_history,
     random_set_history,
     set_step,
@@ -239,6 +241,15 @@ def test_budget_gives_unknown_with_a_reason():
 def test_set_model_agrees_with_brute_force(seed, n, procs):
     ops = random_set_history(random.Random(seed), n, procs)
     assert _check(ops, "set") is brute_force(ops, frozenset(), set_step)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 7), procs=st.integers(1, 4))
+def test_append_model_agrees_with_brute_force(seed, n, procs):
+    """Porcupine's kv model (get, put, append on strings, initial ""), where the search prunes
+    on values that only grow."""
+    ops = random_append_history(random.Random(seed), n, procs)
+    assert _check(ops, "kv", initial="") is brute_force(ops, "", kv_step)
 
 
 def test_set_model():

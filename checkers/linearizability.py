@@ -17,6 +17,9 @@ Beyond Porcupine:
   only the earliest-invoked unused one of each kind is tried; one without effect is not tried.
 - Forced steps: an observer (a read, a failed compare) that is legal now is linearized at once
   with no alternative tried, since any linearization can be rearranged to take it here.
+- With appends, values only grow between writes: a configuration is dropped as soon as a
+  pending read's value no longer extends the current one and nothing can reset it.
+- A read of a value nothing could have written before it returned fails before any search.
 - Reads with unknown output and failed ops that did not happen are dropped before the search.
 - States of the register family are interned ints (see models.py) and the op step is inlined.
 - Keys are searched in turns (P-compositionality), so a violation on one key is found without

@@ -124,10 +124,10 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
     it subsumed by, but not subsuming, the same configuration reached otherwise.
 
     Definite ops live in the linked list of call and return entries. Info ops are kept apart,
-    in invocation order: one is available once it was invoked before the first remaining
-    return entry (the frontier), and is tried only after every definite candidate, so that a
-    configuration is first reached with as few info ops used as possible, and later visits
-    with more are subsumed.
+    in classes of identical ones: one is available once it was invoked before the first
+    remaining return entry (the frontier), and is tried only after every definite candidate,
+    so that a configuration is first reached with as few info ops used as possible, and later
+    visits with more are subsumed.
     """
     used = used if used is not None else [0]
     out = _Outcome()

@@ -128,7 +128,7 @@ class Ready:
                     or self.self_accepts or self.self_promise is not None)
 
 
-@dataclass
+@dataclass(slots=True)
 class Proposal:
     value: Any
     acks: set[str] = field(default_factory=set)
@@ -859,11 +859,14 @@ class Replica:
             return
         entries = [[s, self.proposals[s].value] for s in slots if s in self.proposals]
         step = self.cfg.max_batch
+        # The same chunk objects for every peer (a driver may encode each chunk only once).
+        chunks = [entries] if len(entries) <= step else [
+            entries[i:i + step] for i in range(0, len(entries), step)]
         for p in self.peers:
-            for i in range(0, len(entries), step):
-                self._send(p, {"type": "accept", "ballot": self.ballot,
-                               "entries": entries[i:i + step], "commit": self.chosen_upto,
-                               "read": self.read_round}, early=True)
+            for chunk in chunks:
+                self._send(p, {"type": "accept", "ballot": self.ballot, "entries": chunk,
+                               "commit": self.chosen_upto, "read": self.read_round},
+                           early=True)
         for s in slots:
             if s in self.proposals:
                 self.proposals[s].sent = self.now
@@ -1012,34 +1015,43 @@ class Replica:
             if old != v:
                 self._event(f"CONFLICT: slot {s} learned as {v!r} but already chosen as {old!r}")
             return
-        self.chosen[s] = v
+        chosen = self.chosen
+        chosen[s] = v
         self._rec_chosen.append([s, v])
         self.out.chosen.append((s, v))
         self.counters["commits"] += 1
-        k = _key_of(v)
-        if k is not None and s > self.chosen_upto + 1:
-            self.known_keys.setdefault(k, s)
-        while self.chosen_upto + 1 in self.chosen:
-            self.chosen_upto += 1
+        up = self.chosen_upto
+        if s != up + 1:
+            k = _key_of(v)
+            if k is not None:
+                self.known_keys.setdefault(k, s)   # chosen, not applied yet: a hole before it
+            return
+        up = s
+        while up + 1 in chosen:
+            up += 1
+        self.chosen_upto = up
         self._apply()
-        if self.role == LEADER:
+        if self.role == LEADER and not self.serving:
             self._check_serving()
 
     def _apply(self, replying: bool = True) -> None:
+        chosen, sm_apply, applied_out = self.chosen, self.sm.apply, self.out.applied
+        known, waiting = self.known_keys, self.waiting
         while self.applied < self.chosen_upto:
             s = self.applied + 1
-            v = self.chosen[s]
-            result = self.sm.apply(v)
+            v = chosen[s]
+            result = sm_apply(v)
             self.applied = s
-            self.out.applied.append((s, v))
-            k = _key_of(v)
-            if k is None:
+            applied_out.append((s, v))
+            op = v.get("op")
+            if op == "noop" or "client" not in v:
                 continue
-            if v["op"] != "read":
+            k = (v["client"], v["seq"])
+            if op != "read":
                 self.applied_keys[k] = s
-            if self.known_keys.get(k) == s:
-                del self.known_keys[k]
-            tokens = self.waiting.pop(k, None)
+            if known.get(k) == s:
+                del known[k]
+            tokens = waiting.pop(k, None)
             if tokens:
                 for t in tokens:
                     self.token_key.pop(t, None)

@@ -73,20 +73,20 @@ class KV:
         if op == "read":
             return self.read(cmd["key"])
         client, seq = cmd["client"], cmd["seq"]
-        state, cached = self.session_reply(client, seq)
-        if state == "done":
-            return cached
-        if state == "stale":
-            return None
+        if not self.dedup:
+            return self._execute(cmd)
+        last = self.sessions.get(client)
+        if last is not None and seq <= last[0]:
+            return last[1] if seq == last[0] else None   # a retry's reply, or stale
         reply = self._execute(cmd)
-        if self.dedup:
-            self.sessions[client] = (seq, reply)
+        self.sessions[client] = (seq, reply)
         return reply
 
     def _execute(self, cmd: dict[str, Any]) -> dict[str, Any]:
         op, key = cmd["op"], cmd["key"]
         if op == "write":
-            self.sets.pop(key, None)
+            if key in self.sets:
+                del self.sets[key]
             self.data[key] = cmd["value"]
             return {"ok": True}
         if op == "add":

@@ -39,8 +39,11 @@ def frame(payload: bytes) -> bytes:
     return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def encode_record(record: Any) -> bytes:
-    return frame(json.dumps(record, separators=(",", ":")).encode())
+    return frame(_encode(record).encode())
 
 
 def _fsync_dir(path: str) -> None:

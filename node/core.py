@@ -93,7 +93,8 @@ class Config:
     heartbeat_ticks: int = 5
     snapshot_every: int = 10_000
     max_batch: int = 512
-    max_inflight: int = 4096
+    max_inflight: int = 4096   # unchosen slots in flight (all followers together)
+    window: int = 1024         # per follower: slots sent beyond what it is known to hold
     classic: bool = False
     bugs: frozenset[str] = frozenset()
 
@@ -189,6 +190,10 @@ class Replica:
         self.leader_since = NEVER
         self.last_heartbeat = NEVER
         self.peer_ack: dict[str, int] = {}
+        # Per-follower window (this term): the highest slot sent to a peer in an Accept, and
+        # the highest it is known to hold (acknowledged, or reported chosen).
+        self.peer_sent: dict[str, int] = {}
+        self.peer_match: dict[str, int] = {}
         self.proposals: dict[int, Proposal] = {}
         self.unsent: list[int] = []
         self.next_slot = 0
@@ -215,7 +220,7 @@ class Replica:
         self.peer_round: dict[str, int] = {}  # the latest round each peer answered, this ballot
 
         self.counters = {"elections": 0, "phase1_rounds": 0, "phase2_rounds": 0, "commits": 0,
-                         "reads": 0, "read_rounds": 0, "messages_sent": 0}
+                         "reads": 0, "read_rounds": 0, "messages_sent": 0, "window_full": 0}
         self.out = Ready()
         self._rec_promise: Ballot | None = None
         self._rec_acc: list[list[Any]] = []
@@ -706,6 +711,8 @@ class Replica:
             self.failed_elections = 0
             self.serving = False
             self.peer_round = {}
+            self.peer_sent = {}
+            self.peer_match = {}
             for p in self.peers:
                 self.peer_ack[p] = self.now
             self._event(f"elected leader with ballot {fmt_ballot(self.ballot)}; recovering "
@@ -862,7 +869,16 @@ class Replica:
         # The same chunk objects for every peer (a driver may encode each chunk only once).
         chunks = [entries] if len(entries) <= step else [
             entries[i:i + step] for i in range(0, len(entries), step)]
+        top = slots[-1]
         for p in self.peers:
+            # Per-follower window: a follower that is far behind (slow, paused, cut off) gets
+            # no more entries, only heartbeats; what it misses that gets chosen meanwhile it
+            # fetches through catch-up, and what is still unchosen goes out again with the
+            # heartbeats once it has caught up.
+            if self.peer_sent.get(p, -1) - self.peer_match.get(p, -1) >= self.cfg.window:
+                self.counters["window_full"] += 1
+                continue
+            self.peer_sent[p] = top
             for chunk in chunks:
                 self._send(p, {"type": "accept", "ballot": self.ballot, "entries": chunk,
                                "commit": self.chosen_upto, "read": self.read_round},
@@ -991,6 +1007,9 @@ class Replica:
             return  # answers an older ballot: never counted
         frm = m["from"]
         self.peer_ack[frm] = self.now
+        held = max(m["chosen"], m["slots"][-1] if m["slots"] else -1)
+        if held > self.peer_match.get(frm, -1):
+            self.peer_match[frm] = held
         for s in m["slots"]:
             p = self.proposals.get(s)
             if p is not None:

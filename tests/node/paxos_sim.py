@@ -51,13 +51,13 @@ class Sim:
                  snapshot_every: int = 10_000, classic: bool = False,
                  mid_crash_prob: float = 0.0, max_inflight: int = 64,
                  request_timeout: int = 40, async_persist: bool = False,
-                 register_only: bool = False) -> None:
+                 register_only: bool = False, window: int = 1024) -> None:
         self.rng = random.Random(seed)
         self.ids = [f"n{i + 1}" for i in range(n)]
         self.bugs = bugs or {}
         self.cfg = dict(election_ticks=election_ticks, heartbeat_ticks=heartbeat_ticks,
                         snapshot_every=snapshot_every, classic=classic,
-                        max_inflight=max_inflight, max_batch=16)
+                        max_inflight=max_inflight, max_batch=16, window=window)
         self.disks = {i: Disk() for i in self.ids}
         self.nodes: dict[str, Replica | None] = {}
         self.net: list[tuple[str, str, str]] = []      # (src, dst, json text)

@@ -103,6 +103,39 @@ def test_stale_replies_are_never_counted() -> None:
     assert r.chosen[slot] == w("c", 1)
 
 
+def test_a_follower_far_behind_gets_heartbeats_not_entries() -> None:
+    """Per-follower window: a follower the leader has not heard from holds at most `window`
+    slots' worth of Accepts in flight; after the heal it catches up (catch-up, then the
+    window reopens)."""
+    sim = Sim(3, seed=31, window=8, max_inflight=64)
+    ld = elect(sim)
+    sim.flush()
+    lag = next(i for i in sim.ids if i != ld)
+    sent: list[int] = []
+    send = sim._send
+
+    def spy(m: dict) -> None:
+        if m["type"] == "accept" and m["to"] == lag and m["from"] == ld:
+            sent.extend(s for s, _ in m["entries"])
+        send(m)
+    sim._send = spy  # type: ignore[method-assign]
+    sim.partition([lag], [i for i in sim.ids if i != lag])
+    sim.add_clients(3)
+    sim.run(150)
+    r = sim.nodes[ld]
+    assert r.chosen_upto > 100 and sim.serving_leader() == ld
+    assert r.counters["window_full"] > 0
+    assert len(set(sent)) <= 8 + 16          # the window, plus one batch that crossed it
+    sim.heal()
+    settle(sim)
+    assert sim.nodes[lag].applied == r.applied
+    sim.add_clients(1)
+    sim.clients_active = True
+    before = len(sent)
+    sim.run(30)
+    assert len(sent) > before                 # caught up: entries flow to it again
+
+
 # -- faults -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", range(6))

@@ -78,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bug", action="append", default=[], metavar="NAME",
                    help="enable an injectable bug (repeatable; names below)")
     p.add_argument("--classic", action="store_true",
-                   help="run a full Phase 1 before every batch of slots (classic Paxos, for "
-                        "comparison benchmarks)")
+                   help="run a full Phase 1 (a fresh ballot) before every slot, one slot at a "
+                        "time, reads included: single-decree Paxos per slot, for comparison "
+                        "benchmarks")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the election-timeout RNG (default: random)")
     return p

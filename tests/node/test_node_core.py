@@ -327,15 +327,25 @@ def test_restart_from_snapshot_and_log() -> None:
     settle(sim)
 
 
-def test_classic_mode_runs_phase1_before_every_batch() -> None:
+def test_classic_mode_runs_phase1_before_every_slot() -> None:
+    """Single-decree Paxos per slot: even with several clients (a batch would be possible),
+    every slot gets its own Phase 1 (a fresh ballot), reads included; slots one at a time."""
     sim = Sim(3, seed=13, classic=True)
     ld = elect(sim)
-    p1 = sim.nodes[ld].counters["phase1_rounds"]
-    sim.add_clients(1)
-    sim.run(100)
     r = sim.nodes[ld]
-    assert len(sim.acked) > 10
-    assert r.counters["phase1_rounds"] - p1 >= len(sim.acked) // 2
+    p1, c0, b0 = r.counters["phase1_rounds"], r.counters["commits"], r.ballot
+    sim.add_clients(4)
+    inflight = 0
+    for _ in range(150):
+        sim.run(1)
+        inflight = max(inflight, len(r.proposals))
+    assert len(sim.acked) > 10 and sim.serving_leader() == ld
+    commits = r.counters["commits"] - c0
+    assert commits > 10
+    assert r.counters["phase1_rounds"] - p1 == commits          # one Phase 1 per slot
+    assert r.ballot[0] - b0[0] == commits                        # each with its own ballot
+    assert inflight == 1
+    assert r.counters["read_rounds"] == 0                        # reads went through the log
     settle(sim)
 
 

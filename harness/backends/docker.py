@@ -23,12 +23,10 @@ inside the containers' kernels.
 from __future__ import annotations
 
 import hashlib
-import io
 import ipaddress
 import json
 import os
 import socket
-import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -37,7 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.backends import netcmds
-from harness.backends.base import Backend, BackendError, Edge
+from harness.backends.base import Backend, BackendError, Edge, node_code_tar
 
 LABEL_RUN = "paxos-harness.run"
 LABEL_INSTANCE = "paxos-harness.instance"
@@ -115,19 +113,6 @@ def _parallel(fn: Callable[[str], T], items: Iterable[str]) -> dict[str, T]:
     if error is not None:
         raise error
     return results
-
-
-def _node_code_tar(root: Path = REPO_ROOT / "node") -> bytes:
-    """The node package as a tar for put_archive (no caches, the repository's current code)."""
-    if not (root / "__main__.py").exists():
-        raise BackendError(f"no node to deploy: {root}/__main__.py does not exist")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path in sorted(root.rglob("*")):
-            if "__pycache__" in path.parts or path.suffix in {".pyc", ".pyo"}:
-                continue
-            tar.add(path, arcname=str(Path("node") / path.relative_to(root)), recursive=False)
-    return buf.getvalue()
 
 
 def _host_routes() -> list[ipaddress.IPv4Network]:
@@ -281,7 +266,7 @@ class DockerBackend(Backend):
         self.exec_api  # noqa: B018 - connect now, not from several start threads at once
         if self._caps is None:
             self.capabilities()
-        code = _node_code_tar(self.node_code)
+        code = node_code_tar(self.node_code)
         self._create_network()
         _parallel(lambda node: self._create_node(node, code), self.node_ids)
         _parallel(self._start, self.node_ids)

@@ -35,7 +35,6 @@ import os
 import select
 import socket
 import sys
-import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -45,7 +44,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.backends import netcmds
-from harness.backends.base import Backend, BackendError, Edge
+from harness.backends.base import Backend, BackendError, Edge, node_code_tar
 
 DEFAULT_USER = "root"
 DEFAULT_SSH_PORT = 22
@@ -358,19 +357,6 @@ def _raise_first(results: dict[str, Any]) -> None:
 def _safe(text: str) -> str:
     cleaned = "".join(c if c.isalnum() or c in "_.-" else "-" for c in text).strip("-.")
     return (cleaned or "run")[:40]
-
-
-def _node_code_tar(root: Path) -> bytes:
-    """The node package (standard library only) as a tar, without caches."""
-    if not (root / "__main__.py").exists():
-        raise BackendError(f"no node to deploy: {root}/__main__.py does not exist")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path in sorted(root.rglob("*")):
-            if "__pycache__" in path.parts or path.suffix in {".pyc", ".pyo"}:
-                continue
-            tar.add(path, arcname=str(Path("node") / path.relative_to(root)), recursive=False)
-    return buf.getvalue()
 
 
 class SshBackend(Backend):
@@ -763,7 +749,7 @@ class SshBackend(Backend):
     def setup(self) -> None:
         if self._caps is None:
             self.capabilities()
-        code = _node_code_tar(self.node_code)
+        code = node_code_tar(self.node_code)
         _raise_first(_parallel(lambda node: self._deploy(node, code), self.node_ids))
         _raise_first(_parallel(self._start, self.node_ids))
 

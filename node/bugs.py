@@ -16,9 +16,10 @@ BUGS: dict[str, str] = {
     "ack-before-chosen": "reply ok to the client as soon as an update is proposed, before its "
                          "slot is chosen",
     "no-dedup": "no session table: retries are proposed and applied again",
-    "no-takeover-noop": "a new leader treats the recovered slots and the holes as chosen at once "
-                        "and serves, instead of waiting for their re-proposals and no-ops to be "
-                        "chosen",
+    "no-takeover-noop": "a new leader serves at once instead of waiting for its takeover slots "
+                        "(re-proposed values and no-ops) to be chosen: reads get its commit "
+                        "point as it stands, which can miss writes the previous leader chose "
+                        "and acknowledged (stale reads after a leader change)",
     "reply-before-fsync": "send Promise/Accepted before the write-ahead log is flushed; writes "
                           "are buffered in the process and lost with it on SIGKILL",
     "no-election-jitter": "fixed election timeouts, and a failed election is retried at once "

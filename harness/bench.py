@@ -186,9 +186,9 @@ class _Load:
 
 
 async def closed_loop(address: tuple[str, int], clients: int, op: str, seconds: float,
-                      tag: str, limit: int | None = None) -> _Load:
+                      tag: str, limit: int | None = None, run: _Load | None = None) -> _Load:
     loop = asyncio.get_running_loop()
-    run = _Load(op, time.monotonic() + seconds, limit)
+    run = run or _Load(op, time.monotonic() + seconds, limit)
     protos = []
     for i in range(clients):
         _, proto = await loop.create_connection(
@@ -298,17 +298,22 @@ async def bench_commands(total: int, clients: int, extra_args: list[str],
         t0 = time.monotonic()
         before = counters_of(await statuses(addresses))
         sample(0)
+        run = _Load("write", 0.0, total)
+        load = asyncio.ensure_future(
+            closed_loop(addresses[leader], clients, "write", 0, "bulk", total, run))
         step = max(1, total // 10)
-        done = errors = 0
-        lat: list[float] = []
-        while done < total:
-            chunk = min(step, total - done)
-            run = await closed_loop(addresses[leader], clients, "write", 0, "bulk", chunk)
-            done += chunk
-            errors += run.errors
-            lat.extend(run.latencies)
-            sample(done)
+        mark = step
+        while not load.done():
+            await asyncio.sleep(0.05)
+            done = len(run.latencies) + run.errors
+            if done >= mark and mark < total:
+                sample(mark)
+                mark += step
+        await load
+        sample(total)
         elapsed = time.monotonic() - t0
+        errors = run.errors
+        lat = run.latencies
         after = counters_of(await statuses(addresses))
         final = await statuses(addresses)
     finally:
@@ -347,6 +352,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead: N writes by the largest --clients count, reporting the "
                         "nodes' RSS every N/10 commands (memory over a long run)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--save", metavar="FILE", default=None,
+                        help="also write the JSON to FILE (with the table on the screen)")
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -377,6 +384,8 @@ def run(args: argparse.Namespace) -> int:
         except (RuntimeError, OSError) as exc:
             print(f"harness bench: {exc}", file=sys.stderr)
             return 3
+        if args.save:
+            Path(args.save).write_text(json.dumps(result, indent=1) + "\n")
         if args.json:
             print(json.dumps(result, indent=1))
             return 0
@@ -407,10 +416,12 @@ def run(args: argparse.Namespace) -> int:
                 ratios.append({"op": op, "clients": c,
                                "multi_over_classic_p50": multi[0]["p50_ms"]
                                / classic[0]["p50_ms"]})
+    report = {"machine": machine(), "loadavg_before": load_before, "loadavg_after": loadavg(),
+              "seconds": args.seconds, "rows": rows, "ratios": ratios}
+    if args.save:
+        Path(args.save).write_text(json.dumps(report, indent=1) + "\n")
     if args.json:
-        print(json.dumps({"machine": machine(), "loadavg_before": load_before,
-                          "loadavg_after": loadavg(), "rows": rows, "ratios": ratios},
-                         indent=1))
+        print(json.dumps(report, indent=1))
         return 0
     from tabulate import tabulate
 

@@ -14,7 +14,7 @@ Edge = tuple[str, str]
 # kind -> shapes it can take; `--nemesis` names kinds.
 KINDS: dict[str, tuple[str, ...]] = {
     "partition": ("isolate-one", "isolate-leader", "halves", "majorities-ring", "bridge",
-                  "one-way", "lagging-takeover"),
+                  "one-way", "lagging-takeover", "deposed-bridge"),
     "pause": ("one", "leader", "minority", "stall-leader"),
     "kill": ("one", "leader", "minority", "all"),
     "delay": ("all-links", "one-node", "leader"),
@@ -23,7 +23,10 @@ ALIASES = {"packet": "delay", "crash": "kill"}
 # Which backend capability each kind needs.
 CAPABILITY = {"partition": "partition", "pause": "pause", "kill": "kill", "delay": "delay"}
 # Shapes that need more than their kind's capability.
-SHAPE_CAPABILITIES = {"stall-leader": ("pause", "delay")}
+SHAPE_CAPABILITIES = {"stall-leader": ("pause", "delay"), "deposed-bridge": ("delay",)}
+# Targeted shapes a kind takes only when named (`partition:deposed-bridge`): a kind named
+# without shapes keeps its general-purpose ones, so existing specs and seeds plan as before.
+NAMED_ONLY = frozenset({"deposed-bridge"})
 
 
 def capabilities(spec: dict[str, tuple[str, ...]]) -> set[str]:
@@ -52,7 +55,8 @@ def parse_spec(text: str) -> dict[str, tuple[str, ...]]:
             raise NemesisError(
                 f"unknown nemesis {name!r}; choose from {', '.join([*KINDS, 'none'])}"
             )
-        shapes = tuple(s for s in shapes_text.split("/") if s) or KINDS[kind]
+        shapes = tuple(s for s in shapes_text.split("/") if s) or tuple(
+            s for s in KINDS[kind] if s not in NAMED_ONLY)
         for shape in shapes:
             if shape not in KINDS[kind]:
                 raise NemesisError(f"unknown {kind} shape {shape!r}; choose from "

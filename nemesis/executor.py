@@ -33,7 +33,7 @@ LeaderLookup = Callable[[], Awaitable[str | None]]
 class Nemesis:
     def __init__(self, backend: FaultBackend, nodes: list[str], record: Recorder,
                  leader: LeaderLookup, delay_ms: float = 50.0, lag_s: float = 0.25,
-                 stall_s: float = 0.9) -> None:
+                 stall_s: float = 0.9, election_s: float | None = None) -> None:
         self.backend = backend
         self.nodes = list(nodes)
         self.record = record
@@ -41,9 +41,12 @@ class Nemesis:
         self.delay_s = delay_ms / 1000.0
         self.lag_s = lag_s
         self.stall_s = stall_s
+        # The nodes' (minimum) election timeout; the controller sets stall_s to three of them.
+        self.election_s = election_s if election_s is not None else stall_s / 3
         self.cut: set[Edge] = set()
         self.delays: dict[Edge, float] = {}
         self.stall_delays: dict[Edge, float] = {}
+        self.shape_delays: dict[Edge, float] = {}   # time-varying delays of a running shape
         self.paused: set[str] = set()
         self.killed: set[str] = set()
 
@@ -51,7 +54,7 @@ class Nemesis:
         parts = []
         if self.cut:
             parts.append(f"partition({len(self.cut)} links)")
-        if self.delays or self.stall_delays:
+        if self.delays or self.stall_delays or self.shape_delays:
             parts.append("delay")
         if self.paused:
             parts.append("paused " + ",".join(sorted(self.paused)))
@@ -64,7 +67,7 @@ class Nemesis:
 
     async def _apply_network(self) -> None:
         await self._call(self.backend.set_network, set(self.cut),
-                         {**self.delays, **self.stall_delays})
+                         {**self.delays, **self.stall_delays, **self.shape_delays})
 
     async def _targets(self, shape: str, rng: random.Random) -> list[str]:
         live = [n for n in self.nodes if n not in self.killed]
@@ -95,6 +98,8 @@ class Nemesis:
         if fault.kind == "partition":
             if fault.shape == "lagging-takeover":
                 return await self._lagging_takeover(fault, rng)
+            if fault.shape == "deposed-bridge":
+                return await self._deposed_bridge(fault, rng)
             cut = await self._grudge(fault.shape, rng)
             nodes = sorted({n for edge in cut for n in edge})
 
@@ -190,6 +195,76 @@ class Nemesis:
         await self._action("start-partition", value, nodes, do)
         return "partition", nodes
 
+    async def _deposed_bridge(self, fault: PlannedFault,
+                              rng: random.Random) -> tuple[str, list[str]]:
+        """A leader deposed behind congested links, then cut from its successor with the other
+        nodes bridging the two (timings in election timeouts T; W = 3 T):
+
+        1. congestion: the queueing delay of every follower's link to the leader grows from 0
+           to W over W seconds (a filling buffer): the leader still hears every acknowledgement,
+           ever later, and keeps leading;
+        2. stall: the leader's links to its followers stall for W + T/3 (TCP head-of-line
+           blocking), so the followers hear nothing, elect a new leader among themselves and
+           promise it a higher ballot; the followers' links to the old leader stay blocked
+           behind their full buffer until it drains, W after the stall began;
+        3. bridge: as soon as the new leader is seen (`status`), the old and the new leader are
+           cut from each other; the others reach both. Then the stalled messages land: the old
+           leader's Accepts (its last clients' commands, for slots the new leader fills
+           afresh) reach acceptors that promised the higher ballot, and their answers reach an
+           old leader that heard acknowledgements within the election timeout, so it still
+           leads. A correct acceptor refuses them and the old leader learns of the new ballot.
+
+        The bridge lasts until the fault ends. If no new leader shows up before the drained
+        buffers would tell the old one about it, the shape gives up (no cut)."""
+        leader = await self.leader()
+        if not leader:
+            return "partition", []
+        others = [n for n in self.nodes if n != leader and n not in self.killed]
+        T = self.election_s
+        W, stall = 3 * T, 3 * T + T / 3
+        step = min(0.03, T / 10)
+        inbound = [(n, leader) for n in others]
+        outbound = [(leader, n) for n in others]
+        loop = asyncio.get_running_loop()
+        value: dict[str, Any] = {"shape": fault.shape, "leader": leader,
+                                 "congestion_s": round(W, 3), "stall_s": round(stall, 3)}
+
+        async def set_delays(delays: dict[Edge, float]) -> None:
+            self.shape_delays = delays
+            await self._apply_network()
+
+        async def do() -> None:
+            t = loop.time()
+            start = t
+            while t < start + W:           # 1. congestion builds up
+                await set_delays({e: t - start for e in inbound})
+                await asyncio.sleep(step)
+                t = loop.time()
+            t0 = t                         # 2. the leader's links stall too
+            drain, release = t0 + W, t0 + stall
+            new_leader: str | None = None
+            while t < release:
+                await set_delays({**{e: max(0.0, drain - t) for e in inbound},
+                                  **{e: max(0.0, release - t) for e in outbound}})
+                if new_leader is None and loop.time() < drain - T / 6:
+                    found = await self.leader()
+                    if found is not None and found != leader:
+                        new_leader = found      # 3. old and new leader cut apart
+                        value["new_leader"] = new_leader
+                        self.cut = catalogue.split([leader], [new_leader])
+                        await self._apply_network()
+                    await asyncio.sleep(0.005)
+                else:
+                    await asyncio.sleep(step)
+                t = loop.time()
+            if new_leader is None:
+                value["new_leader"] = None
+            # Every stalled message is due by now; the queues keep their order.
+            await set_delays({})
+
+        await self._action("start-partition", value, [leader, *others], do)
+        return "partition", [leader, *others]
+
     async def _grudge(self, shape: str, rng: random.Random) -> set[Edge]:
         nodes = self.nodes
         if shape == "isolate-one":
@@ -212,6 +287,7 @@ class Nemesis:
         if kind == "partition":
             async def do() -> None:
                 self.cut = set()
+                self.shape_delays = {}
                 await self._apply_network()
 
             await self._action("stop-partition", None, targets, do)
@@ -248,7 +324,8 @@ class Nemesis:
     async def heal(self) -> None:
         """Undo every fault still in force: the final heal."""
         nodes = sorted(set(self.paused) | set(self.killed) | {n for e in self.cut for n in e}
-                       | {n for e in {**self.delays, **self.stall_delays} for n in e})
+                       | {n for e in {**self.delays, **self.stall_delays, **self.shape_delays}
+                          for n in e})
 
         async def do() -> None:
             for node in sorted(self.paused):
@@ -257,7 +334,7 @@ class Nemesis:
             for node in sorted(self.killed):
                 await self._call(self.backend.restart, node)
             self.killed.clear()
-            self.cut, self.delays, self.stall_delays = set(), {}, {}
+            self.cut, self.delays, self.stall_delays, self.shape_delays = set(), {}, {}, {}
             await self._apply_network()
 
         await self._action("heal", None, nodes, do)

@@ -37,6 +37,7 @@ class RunConfig:
     heartbeat_ms: int = 50
     delay_ms: float = 50.0
     snapshot_every: int = 100_000
+    disk_delay_ms: float = 200.0
     base_port: int = 0
     node_args: list[str] = field(default_factory=list)
     hosts: str | None = None
@@ -132,7 +133,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     a("--nodes", type=int, default=d.nodes, help="cluster size (default %(default)s)")
     a("--workload", default=d.workload, help=f"{', '.join(WORKLOADS)} (default %(default)s)")
     a("--nemesis", default=d.nemesis,
-      help="comma list of fault kinds: partition, pause, kill, delay (alias packet), or none; "
+      help="comma list of fault kinds: partition, pause, kill, delay (alias packet), disk, "
+      "or none; "
       "a kind may name its shapes, e.g. partition:isolate-leader/halves, kill:leader, "
       "pause:one/minority (default %(default)s)")
     a("--time-limit", type=float, default=d.time_limit,
@@ -160,6 +162,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
       help="the nodes' heartbeat interval (default %(default)s)")
     a("--delay-ms", type=float, default=d.delay_ms,
       help="mean link delay of the delay nemesis (default %(default)s)")
+    a("--disk-delay-ms", type=float, default=d.disk_delay_ms,
+      help="extra time every fsync takes on a node under the disk nemesis (default %(default)s)")
     a("--snapshot-every", type=int, default=d.snapshot_every,
       help="the nodes compact their log every N applied slots; the agreement and exactly-once "
       "checkers see only what is still in the logs, so keep it above the run's slot count "

@@ -230,7 +230,9 @@ class Controller:
             self.nemesis = Nemesis(self.backend, self.nodes, self.record_nemesis, self.leader,
                                    delay_ms=config.delay_ms,
                                    lag_s=0.8 * config.election_timeout_ms / 1000,
-                                   stall_s=3 * config.election_timeout_ms / 1000)
+                                   stall_s=3 * config.election_timeout_ms / 1000,
+                                   election_s=config.election_timeout_ms / 1000,
+                                   disk_delay_ms=config.disk_delay_ms)
             await self.drive()
         finally:
             if progress is not None:

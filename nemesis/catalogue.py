@@ -18,10 +18,12 @@ KINDS: dict[str, tuple[str, ...]] = {
     "pause": ("one", "leader", "minority", "stall-leader"),
     "kill": ("one", "leader", "minority", "all"),
     "delay": ("all-links", "one-node", "leader"),
+    "disk": ("followers", "one", "leader", "all"),
 }
 ALIASES = {"packet": "delay", "crash": "kill"}
 # Which backend capability each kind needs.
-CAPABILITY = {"partition": "partition", "pause": "pause", "kill": "kill", "delay": "delay"}
+CAPABILITY = {"partition": "partition", "pause": "pause", "kill": "kill", "delay": "delay",
+              "disk": "disk"}
 # Shapes that need more than their kind's capability.
 SHAPE_CAPABILITIES = {"stall-leader": ("pause", "delay"), "deposed-bridge": ("delay",)}
 # Targeted shapes a kind takes only when named (`partition:deposed-bridge`): a kind named

@@ -23,6 +23,7 @@ class FaultBackend(Protocol):
     def pause(self, node: str) -> None: ...
     def resume(self, node: str) -> None: ...
     def set_network(self, cut: set[Edge], delays: dict[Edge, float]) -> None: ...
+    def set_disk_delay(self, node: str, seconds: float) -> None: ...
 
 
 # record(f, value, nodes) is called twice per action: before (invoke) and after (info/fail).
@@ -33,7 +34,8 @@ LeaderLookup = Callable[[], Awaitable[str | None]]
 class Nemesis:
     def __init__(self, backend: FaultBackend, nodes: list[str], record: Recorder,
                  leader: LeaderLookup, delay_ms: float = 50.0, lag_s: float = 0.25,
-                 stall_s: float = 0.9, election_s: float | None = None) -> None:
+                 stall_s: float = 0.9, election_s: float | None = None,
+                 disk_delay_ms: float = 200.0) -> None:
         self.backend = backend
         self.nodes = list(nodes)
         self.record = record
@@ -47,8 +49,10 @@ class Nemesis:
         self.delays: dict[Edge, float] = {}
         self.stall_delays: dict[Edge, float] = {}
         self.shape_delays: dict[Edge, float] = {}   # time-varying delays of a running shape
+        self.disk_delay_s = disk_delay_ms / 1000.0
         self.paused: set[str] = set()
         self.killed: set[str] = set()
+        self.slow_disks: set[str] = set()
 
     def active(self) -> list[str]:
         parts = []
@@ -60,6 +64,8 @@ class Nemesis:
             parts.append("paused " + ",".join(sorted(self.paused)))
         if self.killed:
             parts.append("killed " + ",".join(sorted(self.killed)))
+        if self.slow_disks:
+            parts.append("slow disk " + ",".join(sorted(self.slow_disks)))
         return parts
 
     async def _call(self, fn: Callable, *args: Any) -> None:
@@ -80,6 +86,9 @@ class Nemesis:
             return rng.sample(live, min(len(live), catalogue.minority_size(len(self.nodes))))
         if shape == "all":
             return list(live)
+        if shape == "followers":
+            leader = await self.leader()
+            return [n for n in live if n != leader]
         raise ValueError(f"no targets for shape {shape!r}")
 
     async def _action(self, f: str, value: Any, nodes: list[str],
@@ -137,6 +146,15 @@ class Nemesis:
 
             await self._action("pause", {"shape": fault.shape}, targets, do)
             return "pause", targets
+        if fault.kind == "disk":
+            async def do() -> None:
+                for node in targets:
+                    await self._call(self.backend.set_disk_delay, node, self.disk_delay_s)
+                    self.slow_disks.add(node)
+
+            await self._action("start-slow-disk", {"shape": fault.shape,
+                                                   "ms": self.disk_delay_s * 1000}, targets, do)
+            return "disk", targets
         if fault.kind == "kill":
             async def do() -> None:
                 for node in targets:
@@ -320,10 +338,18 @@ class Nemesis:
                     self.killed.discard(node)
 
             await self._action("restart", None, targets, do)
+        elif kind == "disk":
+            async def do() -> None:
+                for node in targets:
+                    await self._call(self.backend.set_disk_delay, node, 0.0)
+                    self.slow_disks.discard(node)
+
+            await self._action("stop-slow-disk", None, targets, do)
 
     async def heal(self) -> None:
         """Undo every fault still in force: the final heal."""
-        nodes = sorted(set(self.paused) | set(self.killed) | {n for e in self.cut for n in e}
+        nodes = sorted(set(self.paused) | set(self.killed) | set(self.slow_disks)
+                       | {n for e in self.cut for n in e}
                        | {n for e in {**self.delays, **self.stall_delays, **self.shape_delays}
                           for n in e})
 
@@ -334,6 +360,9 @@ class Nemesis:
             for node in sorted(self.killed):
                 await self._call(self.backend.restart, node)
             self.killed.clear()
+            for node in sorted(self.slow_disks):
+                await self._call(self.backend.set_disk_delay, node, 0.0)
+            self.slow_disks.clear()
             self.cut, self.delays, self.stall_delays, self.shape_delays = set(), {}, {}, {}
             await self._apply_network()
 

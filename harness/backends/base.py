@@ -14,7 +14,7 @@ from pathlib import Path
 Edge = tuple[str, str]
 
 # Fault capabilities a backend may offer; the nemesis asks for them before a run starts.
-FAULTS = ("partition", "pause", "kill", "delay")
+FAULTS = ("partition", "pause", "kill", "delay", "disk")
 
 
 class BackendError(Exception):
@@ -87,6 +87,11 @@ class Backend:
         """Cut exactly `cut` (directed: src's messages do not reach dst) and delay `delays`
         (seconds); every other link flows normally."""
         raise NotImplementedError
+
+    def set_disk_delay(self, node: str, seconds: float) -> None:
+        """Make the node's fsyncs take `seconds` longer (0: normal). Only backends with the
+        `disk` capability."""
+        raise BackendError(f"backend {self.name} cannot slow a node's disk")
 
     def log_tail(self, node: str, lines: int = 20) -> str:
         raise NotImplementedError

@@ -20,7 +20,9 @@ from harness.proxy import ProxyMesh
 
 RUN_ENV = "PAXOS_HARNESS_RUN"
 CONTROLLER_ENV = "PAXOS_HARNESS_CONTROLLER"
+SLOW_DISK_ENV = "PAXOS_HARNESS_SLOW_DISK"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+FAULTFS = Path(__file__).resolve().parents[1] / "faultfs"
 
 
 def node_host(index: int) -> str:
@@ -61,8 +63,8 @@ class LocalBackend(Backend):
 
     def capabilities(self) -> set[str]:
         if self.direct:
-            return {"pause", "kill"}
-        return {"partition", "pause", "kill", "delay"}
+            return {"pause", "kill", "disk"}
+        return {"partition", "pause", "kill", "delay", "disk"}
 
     def setup(self) -> None:
         for i, node in enumerate(self.node_ids):
@@ -103,7 +105,9 @@ class LocalBackend(Backend):
         env = dict(os.environ)
         env[RUN_ENV] = self.run_id
         env[CONTROLLER_ENV] = str(os.getpid())
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        env[SLOW_DISK_ENV] = str(self.disk_flag(node))
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(FAULTFS), str(REPO_ROOT), env.get("PYTHONPATH")]))
         log = open(self.node_dir(node) / "node.log", "ab")
         try:
             self.procs[node] = subprocess.Popen(
@@ -153,6 +157,18 @@ class LocalBackend(Backend):
             return
         self.mesh.set_cut(cut)
         self.mesh.set_delay(delays)
+
+    def disk_flag(self, node: str) -> Path:
+        return self.node_dir(node) / "slow-disk"
+
+    def set_disk_delay(self, node: str, seconds: float) -> None:
+        flag = self.disk_flag(node)
+        if seconds > 0:
+            tmp = flag.with_suffix(".tmp")
+            tmp.write_text(f"{seconds:.6f}")
+            os.replace(tmp, flag)
+        else:
+            flag.unlink(missing_ok=True)
 
     def log_tail(self, node: str, lines: int = 20) -> str:
         path = self.node_dir(node) / "node.log"

@@ -57,7 +57,7 @@ def test_matrix_expands_to_every_combination(tmp_path: Path) -> None:
     assert all(e.config.time_limit == 8 for e in entries)
 
 
-@pytest.mark.parametrize("campaign", ["smoke", "bugs", "nightly"])
+@pytest.mark.parametrize("campaign", ["smoke", "bugs", "nightly", "bugs-undetected"])
 def test_shipped_campaigns_load(campaign: str) -> None:
     _, entries = load(REPO / "campaigns" / f"{campaign}.toml")
     assert entries

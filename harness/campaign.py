@@ -22,7 +22,9 @@ from xml.sax.saxutils import escape, quoteattr
 
 from tabulate import tabulate
 
+from harness.analysis import load_history
 from harness.config import ConfigError, RunConfig
+from harness.evidence import first_evidence_s
 
 MATRIX_KEYS = {"workloads", "nemeses", "nodes", "seeds", "bugs", "expect", "checker",
                "time-limit", "name", "options"}
@@ -229,7 +231,10 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.monotonic()
         outcome = execute(entry.config, progress=False)
         held, why = judged(entry, outcome.results)
-        rows.append({"label": entry.label, "run_dir": str(outcome.run_dir),
+        evidence = None
+        if outcome.results.get("valid") is False:
+            evidence = first_evidence_s(outcome.results, load_history(outcome.run_dir))
+        rows.append({"evidence_s": evidence, "label": entry.label, "run_dir": str(outcome.run_dir),
                      "expect": entry.expect + (f" ({entry.checker})" if entry.checker else ""),
                      "valid": outcome.results.get("valid"), "held": held, "why": why,
                      "seconds": time.monotonic() - t0,
@@ -245,8 +250,9 @@ def run(args: argparse.Namespace) -> int:
     write_junit(out_dir / "junit.xml", name, rows)
     write_index(out_dir / "index.html", name, rows)
     print(tabulate([[r["label"], r["expect"], r["valid"], "held" if r["held"] else "FAILED",
+                     "-" if r["evidence_s"] is None else f"{r['evidence_s']:.1f}",
                      f"{r['seconds']:.0f}"] for r in rows],
-                   headers=["run", "expect", "verdict", "expectation", "s"]))
+                   headers=["run", "expect", "verdict", "expectation", "evidence at s", "s"]))
     held = sum(r["held"] for r in rows)
     print(f"\n{held}/{len(entries)} expectations held; summary: {out_dir}")
     return 0 if held == len(entries) and len(rows) == len(entries) else 1

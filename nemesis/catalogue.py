@@ -28,7 +28,7 @@ CAPABILITY = {"partition": "partition", "pause": "pause", "kill": "kill", "delay
 SHAPE_CAPABILITIES = {"stall-leader": ("pause", "delay"), "deposed-bridge": ("delay",)}
 # Targeted shapes a kind takes only when named (`partition:deposed-bridge`): a kind named
 # without shapes keeps its general-purpose ones, so existing specs and seeds plan as before.
-NAMED_ONLY = frozenset({"deposed-bridge"})
+NAMED_ONLY = frozenset({"deposed-bridge", "stall-leader"})
 
 
 def capabilities(spec: dict[str, tuple[str, ...]]) -> set[str]:

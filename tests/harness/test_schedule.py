@@ -87,3 +87,10 @@ def test_restricted_shapes_are_the_only_ones_planned() -> None:
                   random.Random(5))
     assert {(f.kind, f.shape) for f in faults} == {("partition", "isolate-leader"),
                                                    ("kill", "leader")}
+
+
+def test_plain_kinds_need_only_their_own_capabilities() -> None:
+    # Backends without delay (Docker or SSH hosts without netem) must still run the default mix.
+    assert catalogue.capabilities(catalogue.parse_spec("partition,pause,kill")) == {
+        "partition", "pause", "kill"}
+    assert "delay" in catalogue.capabilities(catalogue.parse_spec("pause:stall-leader"))

@@ -285,19 +285,23 @@ async def bench_commands(total: int, clients: int, extra_args: list[str],
         pids = {n: backend.procs[n].pid for n in backend.node_ids}
         await closed_loop(addresses[leader], KEYS, "write", 0.5, "warm")
 
-        def sample(done: int) -> None:
+        async def sample(done: int) -> None:
+            sts = await statuses(addresses)
+            blocks = {n: ((s or {}).get("memory") or {}).get("py_blocks")
+                      for n, s in sts.items()}
             samples.append({"commands": done, "time": round(time.monotonic() - t0, 1),
                             "rss_mb": {n: rss_mb(p) for n, p in pids.items()},
-                            "loadavg": loadavg()})
+                            "py_blocks": blocks, "loadavg": loadavg()})
             if progress:
                 rss = ", ".join(f"{n} {v:.1f}" for n, v in samples[-1]["rss_mb"].items()
                                 if v is not None)
-                print(f"  {done:>9} commands, {samples[-1]['time']:>6.1f} s, RSS MB: {rss}",
-                      file=sys.stderr, flush=True)
+                blk = ", ".join(f"{n} {v}" for n, v in blocks.items() if v is not None)
+                print(f"  {done:>9} commands, {samples[-1]['time']:>6.1f} s, RSS MB: {rss}; "
+                      f"Python blocks: {blk}", file=sys.stderr, flush=True)
 
         t0 = time.monotonic()
         before = counters_of(await statuses(addresses))
-        sample(0)
+        await sample(0)
         run = _Load("write", 0.0, total)
         load = asyncio.ensure_future(
             closed_loop(addresses[leader], clients, "write", 0, "bulk", total, run))
@@ -307,10 +311,10 @@ async def bench_commands(total: int, clients: int, extra_args: list[str],
             await asyncio.sleep(0.05)
             done = len(run.latencies) + run.errors
             if done >= mark and mark < total:
-                sample(mark)
+                await sample(mark)
                 mark += step
         await load
-        sample(total)
+        await sample(total)
         elapsed = time.monotonic() - t0
         errors = run.errors
         lat = run.latencies

@@ -15,7 +15,8 @@ The pump does the core's work in order:
   into the next batch; once the write is durable, the Ready's other messages (Promises,
   Accepteds) and replies are sent and the core is told (advance). A write of at most
   INLINE_WRITE_BYTES (one or a few commands: a lightly loaded node) is done on the loop
-  instead, which saves the two thread hand-offs on the latency path.
+  instead, which saves the two thread hand-offs on the latency path, but only while the last
+  durable write took under INLINE_MAX_S: on a slow disk the loop must keep heartbeating.
 
 Connections: every node listens on one port for clients, admin tools and peers. A node sends to
 a peer over its own outbound connection, dialled at the address given with --peer (possibly a
@@ -57,7 +58,8 @@ PEER_BUFFER_LIMIT = 8 << 20      # bytes buffered for a peer that does not read
 CLIENT_BUFFER_LIMIT = 16 << 20   # a client that does not read its replies is dropped
 BUGGY_FLUSH_S = 1.0              # reply-before-fsync: how long writes sit in the process
 LAZY_FLUSH_S = 0.2               # how long re-learnable records may sit in the process
-INLINE_WRITE_BYTES = 1024        # a durable write this small is done on the loop (low load)
+INLINE_WRITE_BYTES = 1024        # a durable write this small is done on the loop (low load)...
+INLINE_MAX_S = 0.002             # ...while the last one took less than this (a healthy disk)
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -288,6 +290,7 @@ class NodeServer:
         self.timeouts: collections.deque[Pending] = collections.deque()  # by deadline
         self.request_timeout_s = opts.request_timeout_ms / 1000.0
         self.fsyncs = 0
+        self.last_write_s = 0.0            # how long the last durable write took
         self._entries_obj: Any = None      # the last entries list encoded, and its text
         self._entries_text = ""
         self.exit_code = 0
@@ -408,7 +411,7 @@ class NodeServer:
                 if rd.sync and not self.buggy:
                     data = b"".join(self.pending)
                     self.pending.clear()
-                    if len(data) <= INLINE_WRITE_BYTES:
+                    if len(data) <= INLINE_WRITE_BYTES and self.last_write_s < INLINE_MAX_S:
                         # A small batch: little load, little to overlap; the two thread
                         # hand-offs would cost more than they save.
                         self._append(data)
@@ -456,7 +459,9 @@ class NodeServer:
 
     # -- the disk (worker thread, or the loop when no worker job runs) ----------------------
     def _append(self, data: bytes) -> None:
+        t = time.perf_counter()
         self.wal.append_bytes(data, sync=True)
+        self.last_write_s = time.perf_counter() - t
         self.fsyncs += 1
 
     def _persist(self, rd: Ready) -> None:
@@ -622,7 +627,18 @@ class NodeServer:
         st["counters"]["fsyncs"] = self.fsyncs
         st["peers"] = {p: link.connected for p, link in self.links.items()}
         st["uptime_s"] = round(time.monotonic() - self.started, 3)
+        # Memory: the process's resident set (Linux) and the Python objects' blocks in use
+        # (flat blocks under a growing RSS is allocator fragmentation, not a leak).
+        st["memory"] = {"rss_kb": _rss_kb(), "py_blocks": sys.getallocatedblocks()}
         return st
+
+
+def _rss_kb() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _tick_ms(opts: Options) -> int:

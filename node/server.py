@@ -472,6 +472,10 @@ class NodeServer:
         else:
             self.wal.append(rd.records, sync=rd.sync)
         self.fsyncs += 1
+        if rd.snapshot is not None and _malloc_trim is not None:
+            # The log just dropped a snapshot interval's worth of commands: hand the freed heap
+            # back (glibc keeps it otherwise, and the RSS creeps ~1 MB per million commands).
+            _malloc_trim(0)
 
     def _flush_pending(self, sync: bool) -> None:
         """Write the records held in memory: the ones that may wait (learned chosen values,
@@ -631,6 +635,19 @@ class NodeServer:
         # (flat blocks under a growing RSS is allocator fragmentation, not a leak).
         st["memory"] = {"rss_kb": _rss_kb(), "py_blocks": sys.getallocatedblocks()}
         return st
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, where there is one (best effort: None elsewhere)."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError, ImportError):
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
 
 
 def _rss_kb() -> int | None:

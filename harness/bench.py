@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.local import LocalBackend
-from harness.nodeclient import one_request
+from harness.nodeclient import statuses as cluster_statuses
 
 KEYS = 16
 
@@ -70,9 +70,8 @@ def rss_mb(pid: int) -> float | None:
 
 
 async def statuses(addresses: dict[str, tuple[str, int]]) -> dict[str, dict | None]:
-    replies = await asyncio.gather(*(one_request(a, {"op": "status"}, 2.0)
-                                     for a in addresses.values()))
-    return dict(zip(addresses, replies, strict=True))
+    # A loaded benchmark node may take a while to answer.
+    return await cluster_statuses(addresses, 2.0)
 
 
 async def wait_leader(addresses: dict[str, tuple[str, int]], timeout: float = 20.0) -> str:

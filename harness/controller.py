@@ -20,7 +20,7 @@ from harness.backends import Backend, BackendError, make_backend
 from harness.clients import Worker, run_worker
 from harness.config import RunConfig
 from harness.history import HistoryRecorder
-from harness.nodeclient import one_request
+from harness.nodeclient import one_request, statuses
 from nemesis.catalogue import capabilities, parse_spec
 from nemesis.executor import Nemesis
 from nemesis.schedule import plan
@@ -88,9 +88,7 @@ class Controller:
     # -- cluster state -------------------------------------------------------------------
 
     async def statuses(self, timeout: float = 0.5) -> dict[str, dict | None]:
-        replies = await asyncio.gather(*(one_request(self.addresses[n], {"op": "status"}, timeout)
-                                         for n in self.nodes))
-        return dict(zip(self.nodes, replies, strict=True))
+        return await statuses({n: self.addresses[n] for n in self.nodes}, timeout)
 
     async def leader(self) -> str | None:
         """The node that leads with the highest ballot, asked from `status`."""

@@ -56,18 +56,13 @@ class BuildResult:
 
 def docker_client(timeout: float = 120.0) -> Any:
     """A Docker SDK client, or ImageError saying why there is none."""
+    from harness.backends.base import BackendError
+    from harness.backends.docker import connect
+
     try:
-        import docker
-    except ImportError:
-        raise ImageError("the docker Python package is missing: pip install "
-                         "'paxos-harness[docker]'") from None
-    try:
-        client = docker.from_env(timeout=int(timeout))
-        client.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure here means: no engine to talk to
-        raise ImageError(f"no Docker engine reachable ({type(exc).__name__}: {exc}); start "
-                         "dockerd or set DOCKER_HOST") from None
-    return client
+        return connect(timeout)
+    except BackendError as exc:
+        raise ImageError(str(exc)) from None
 
 
 def host_codename() -> str:

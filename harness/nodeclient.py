@@ -74,3 +74,11 @@ async def one_request(address: tuple[str, int], message: dict[str, Any],
         return None
     finally:
         conn.close()
+
+
+async def statuses(addresses: dict[str, tuple[str, int]],
+                   timeout: float = 0.5) -> dict[str, dict[str, Any] | None]:
+    """Every node's `status` reply, None for a node that does not answer."""
+    replies = await asyncio.gather(*(one_request(a, {"op": "status"}, timeout)
+                                     for a in addresses.values()))
+    return dict(zip(addresses, replies, strict=True))

@@ -60,8 +60,9 @@ def _as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def load(path: Path) -> tuple[str, list[Entry]]:
-    """Parse and validate a campaign; raises CampaignError naming the file and line."""
+def load(path: Path, seeds: list[int] | None = None) -> tuple[str, list[Entry]]:
+    """Parse and validate a campaign; raises CampaignError naming the file and line.
+    `seeds`, if given, replaces every entry's seeds (the same campaign on fresh schedules)."""
     try:
         text = Path(path).read_text()
     except OSError as exc:
@@ -124,7 +125,7 @@ def load(path: Path) -> tuple[str, list[Entry]]:
             _as_list(matrix.get("workloads", options.get("workload", "register"))),
             _as_list(matrix.get("nemeses", options.get("nemesis", "partition,pause,kill"))),
             _as_list(matrix.get("nodes", options.get("nodes", 3))),
-            _as_list(matrix.get("seeds", options.get("seed", 1))),
+            seeds or _as_list(matrix.get("seeds", options.get("seed", 1))),
             bug_sets,
         )
         for workload, nemesis, nodes, seed, bugs in combos:
@@ -201,18 +202,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", default=None, help="store directory (overrides the file)")
     parser.add_argument("--dry-run", action="store_true", help="validate and list the runs only")
     parser.add_argument("--only", default=None, help="run only entries whose label contains this")
+    parser.add_argument("--seeds", default=None, metavar="N,N,...",
+                        help="run every entry with these seeds instead of the file's")
 
 
 def run(args: argparse.Namespace) -> int:
     from harness.controller import execute
 
     try:
-        name, entries = load(Path(args.file))
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    except ValueError:
+        print(f"harness campaign: --seeds must be integers separated by commas, not "
+              f"{args.seeds!r}", file=sys.stderr)
+        return 3
+    try:
+        name, entries = load(Path(args.file), seeds)
     except CampaignError as exc:
         print(f"harness campaign: {exc}", file=sys.stderr)
         return 3
     if args.only:
         entries = [e for e in entries if args.only in e.label]
+        if not entries:
+            print(f"harness campaign: no entry's label contains {args.only!r}", file=sys.stderr)
+            return 3
     if args.store:
         for entry in entries:
             entry.config.store = args.store

@@ -85,3 +85,24 @@ def test_bugs_campaign_expects_every_catalogued_bug_caught() -> None:
     caught = {b for e in entries if e.expect == "invalid" for b in e.config.bugs}
     assert caught == set(BUGS)
     assert all(e.config.time_limit <= 30 for e in entries)
+
+
+def test_seeds_replace_every_entrys_seeds(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(GOOD)
+    _, entries = load(path, seeds=[7, 8, 9])
+    assert sorted({e.config.seed for e in entries}) == [7, 8, 9]
+    assert len(entries) == 12 and all(e.label.endswith(f"-s{e.config.seed}") for e in entries)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--seeds", "1,x"], "--seeds must be integers"),
+    (["--only", "no-such-entry"], "no entry's label contains 'no-such-entry'"),
+])
+def test_campaign_options_that_select_nothing_are_refused(tmp_path: Path, args: list[str],
+                                                          message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(GOOD)
+    proc = harness("campaign", str(path), "--store", str(tmp_path / "store"), *args, timeout=30)
+    assert proc.returncode == 3 and message in proc.stderr
+    assert not (tmp_path / "store").exists()

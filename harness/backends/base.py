@@ -8,6 +8,8 @@ increments, so a backend can re-apply it after a restart and a heal is simply th
 from __future__ import annotations
 
 import io
+import os
+import socket
 import tarfile
 from pathlib import Path
 
@@ -32,6 +34,23 @@ def node_code_tar(root: Path) -> bytes:
                 continue
             tar.add(path, arcname=str(Path("node") / path.relative_to(root)), recursive=False)
     return buf.getvalue()
+
+
+def controller_alive(controller: str) -> bool:
+    """Whether the controller recorded as "HOST:PID" (or "PID": this host) still runs, so that
+    what it made must be kept. One on another host counts as alive: we cannot tell from here."""
+    host, _, pid = controller.rpartition(":")
+    if not pid.isdigit():
+        return False
+    if host and host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Backend:

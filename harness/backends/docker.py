@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.backends import netcmds
-from harness.backends.base import Backend, BackendError, Edge, node_code_tar
+from harness.backends.base import Backend, BackendError, Edge, controller_alive, node_code_tar
 
 LABEL_RUN = "paxos-harness.run"
 LABEL_INSTANCE = "paxos-harness.instance"
@@ -609,20 +609,7 @@ def leftovers(client: Any, run_id: str | None = None,
 
 
 def _controller_alive(labels: dict[str, str]) -> bool:
-    """Whether the controller that made these is still running on this host (then keep them).
-    Resources made from another host are kept too: we cannot tell there."""
-    host, _, pid = labels.get(LABEL_CONTROLLER, "").rpartition(":")
-    if not pid.isdigit():
-        return False
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return controller_alive(labels.get(LABEL_CONTROLLER, ""))
 
 
 def clean_docker(run_id: str | None = None) -> str:

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.backends.base import Backend, BackendError, Edge
+from harness.backends.base import Backend, BackendError, Edge, controller_alive
 from harness.proxy import ProxyMesh
 
 RUN_ENV = "PAXOS_HARNESS_RUN"
@@ -203,16 +203,6 @@ class LocalBackend(Backend):
             self.mesh = None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def leftover_pids(run_id: str | None = None) -> list[int]:
     """Node processes whose controller is gone (or of one given run), found through /proc."""
     found = []
@@ -231,7 +221,7 @@ def leftover_pids(run_id: str | None = None) -> list[int]:
                 found.append(int(entry.name))
             continue
         controller = environ.get(CONTROLLER_ENV, "")
-        if not (controller.isdigit() and _alive(int(controller))):
+        if not controller_alive(controller):
             found.append(int(entry.name))
     return found
 

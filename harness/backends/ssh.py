@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.backends import netcmds
-from harness.backends.base import Backend, BackendError, Edge, node_code_tar
+from harness.backends.base import Backend, BackendError, Edge, controller_alive, node_code_tar
 
 DEFAULT_USER = "root"
 DEFAULT_SSH_PORT = 22
@@ -61,6 +61,7 @@ REMOTE_ROOT = ".paxos-harness"  # under the login user's home
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_ENV = "PAXOS_HARNESS_RUN"
 CONTROLLER_ENV = "PAXOS_HARNESS_CONTROLLER"
+OWNER_FILE = "owner"
 # sbin is not on a non-root user's PATH on many systems, and sudo may not add it either.
 PATH_LINE = 'PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"; export PATH'
 HOST_OPTIONS = ("key", "python", "node-port", "user", "port")
@@ -352,6 +353,10 @@ def _raise_first(results: dict[str, Any]) -> None:
             raise exc
     if errors:
         raise BackendError("; ".join(dict.fromkeys(str(e) for e in errors)))
+
+
+def _controller() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _safe(text: str) -> str:
@@ -757,8 +762,11 @@ class SshBackend(Backend):
         base = self.remote_dir(node)
         q = netcmds.quote
         self._deployed.add(node)
+        # The owner file tells `harness clean` which run and controller this instance is of.
+        owner = f"{self.run_id}\n{_controller()}\n"
         self.run(node, f"set -e\nmkdir -p {q([base + '/code'])} {q([base + '/data'])}\n"
-                       f": >{q([base + '/node.log'])}")
+                       f": >{q([base + '/node.log'])}\n"
+                       f"printf %s {q([owner])} >{q([base + '/' + OWNER_FILE])}")
         self.sftp_put(node, code, f"{base}/node.tar")
         extract = "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])"
         unpack = [self.hosts[node].python, "-c", extract, f"{base}/node.tar", f"{base}/code"]
@@ -791,7 +799,7 @@ class SshBackend(Backend):
         host = self.hosts[node]
         q = netcmds.quote
         env = {"PYTHONPATH": f"{self.remote_dir(node)}/code", "PYTHONUNBUFFERED": "1",
-               RUN_ENV: self.run_id, CONTROLLER_ENV: f"{socket.gethostname()}:{os.getpid()}"}
+               RUN_ENV: self.run_id, CONTROLLER_ENV: _controller()}
         env_words = " ".join(q([f"{k}={v}"]) for k, v in env.items())
         # setsid: the node leaves the command's session and process group, so that neither the
         # end of the SSH channel nor `timeout` killing its process group reaches it.
@@ -986,3 +994,89 @@ class SshBackend(Backend):
                 with conn.lock:
                     conn.drop()
             self._torn_down = True
+
+
+# -- clean -------------------------------------------------------------------------------------
+
+
+def _instances_script(root: str) -> str:
+    """Shell: one tab-separated line per instance directory under root: the directory, its
+    run, its controller, and the pid of its node if one of ours runs."""
+    q = netcmds.quote
+    return (f"R={q([root])}\n"
+            'for D in "$R"/*; do [ -d "$D" ] || continue\n'
+            '  run=$(sed -n 1p "$D/owner" 2>/dev/null); ctl=$(sed -n 2p "$D/owner" 2>/dev/null)\n'
+            '  p=$(cat "$D/node.pid" 2>/dev/null)\n'
+            '  if [ -n "$p" ] && tr "\\000" "\\n" <"/proc/$p/cmdline" 2>/dev/null '
+            '| grep -qxF -- "$D/data"; then :; else p=""; fi\n'
+            '  printf "instance\\t%s\\t%s\\t%s\\t%s\\n" "$D" "$run" "$ctl" "$p"\n'
+            "done\n")
+
+
+def _remove_instance_script(base: str, pid: str) -> str:
+    q = netcmds.quote
+    stop = ""
+    if pid:
+        # The pid is checked again: the node may have exited (and its pid been reused) since.
+        stop = (f"D={q([base])}; p={q([pid])}\n"
+                'ours() { tr "\\000" "\\n" <"/proc/$p/cmdline" 2>/dev/null '
+                '| grep -qxF -- "$D/data"; }\n'
+                'if ours; then kill -CONT "$p"; kill -KILL "$p"; fi\n'
+                'i=0; while ours && [ "$i" -lt 100 ]; do i=$((i+1)); sleep 0.03; done\n'
+                "! ours || exit 4\n")
+    return stop + f"rm -rf {q([base])}\n"
+
+
+def clean_ssh(hosts: str, run_id: str | None = None, known_hosts: str | None = None,
+              ssh_key: str | None = None) -> list[str]:
+    """`harness clean --hosts`: on every host, stop the nodes and remove the directories that
+    runs left behind (one run's, or every run's whose controller on this machine is gone), and
+    our firewall chain once no instance is left there. Instances whose controller runs on
+    another machine are kept: we cannot tell whether it is alive. Returns what was done."""
+    host_list = parse_hosts(hosts)
+    named = [h.name for h in host_list]
+    ids = named if all(named) and len(set(named)) == len(named) else [
+        f"host{i}" for i in range(1, len(host_list) + 1)]
+    backend = SshBackend(ids, Path("."), [], "clean", hosts=host_list, known_hosts=known_hosts,
+                         ssh_key=ssh_key)
+    try:
+        backend.capabilities()
+
+        def one(node: str) -> list[str]:
+            label = backend.hosts[node].label()
+            root = f"{backend.facts[node].home.rstrip('/')}/{REMOTE_ROOT}"
+            res = backend.run(node, _instances_script(root))
+            if res.code != 0:
+                raise BackendError(f"host {label}: listing {root} failed: {res.text()}")
+            done, kept = [], 0
+            for line in res.out.splitlines():
+                fields = line.split("\t")
+                if fields[0] != "instance" or len(fields) != 5:
+                    continue
+                base, run, controller, pid = fields[1:]
+                leftover = (run == run_id if run_id is not None
+                            else not controller_alive(controller))
+                if not leftover:
+                    kept += 1
+                    continue
+                res = backend.run(node, _remove_instance_script(base, pid))
+                if res.code != 0:
+                    raise BackendError(f"host {label}: removing {base} failed: {res.text()}")
+                done.append(f"ssh {label}: " + (f"killed node pid {pid}, " if pid else "")
+                            + f"removed {base}" + (f" (run {run})" if run else ""))
+            if not kept and backend.facts[node].root:
+                res = backend.run(node, netcmds.cleanup_script(manage_qdisc=False)
+                                  + f"rmdir {netcmds.quote([root])} 2>/dev/null || true\n",
+                                  root=True)
+                if res.code != 0:
+                    raise BackendError(f"host {label}: removing the firewall chain failed: "
+                                       f"{res.text()}")
+            return done
+
+        results = _parallel(one, ids)
+        _raise_first(results)
+        return [line for node in ids for line in results[node]]  # type: ignore[union-attr]
+    finally:
+        for conn in backend._conns.values():
+            with conn.lock:
+                conn.drop()

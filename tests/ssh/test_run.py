@@ -122,3 +122,69 @@ def test_ctrl_c_stops_everything_on_the_hosts(cluster: Cluster, tmp_path: Path) 
     results = json.loads((store / "latest" / "results.json").read_text())
     assert results["incomplete"] is True
     assert_hosts_clean(cluster)
+
+
+def _start_run(cluster: Cluster, store: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--backend", "ssh",
+         "--hosts", cluster.hosts_spec(), "--ssh-key", str(cluster.key),
+         "--ssh-known-hosts", str(cluster.known_hosts), "--time-limit", "60",
+         "--nemesis", "partition", "--nemesis-interval", "1", "--quiet", "--store", str(store)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    history = store / "latest" / "history.jsonl"
+    while time.monotonic() < deadline and proc.poll() is None:
+        if history.exists() and '"nemesis"' in history.read_text():
+            return proc
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("the run never reached its faults: " + proc.communicate()[1][-2000:])
+
+
+def _pids(cluster: Cluster) -> dict[str, set[str]]:
+    return {host: {line.split()[0] for line in out.splitlines()}
+            for host, out in cluster.node_processes().items()}
+
+
+def _clean(cluster: Cluster) -> subprocess.CompletedProcess:
+    return harness("clean", "--hosts", cluster.hosts_spec(), "--ssh-key", str(cluster.key),
+                   "--ssh-known-hosts", str(cluster.known_hosts), timeout=120)
+
+
+def test_clean_removes_what_a_killed_controller_left_and_keeps_a_live_run(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """A controller killed with SIGKILL cannot tear down: its nodes keep running on the hosts,
+    with its files and firewall rules. `harness clean --hosts` removes them; a run whose
+    controller is alive is left alone."""
+    dead = _start_run(cluster, tmp_path / "a")
+    dead.kill()
+    dead.communicate()
+    assert len(cluster.node_processes()) == NODES, "the killed controller's nodes are gone"
+    assert all(cluster.leftovers(i) for i in range(NODES))
+    proc = _clean(cluster)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("killed node pid") == NODES, proc.stdout
+    assert_hosts_clean(cluster)
+
+    live = _start_run(cluster, tmp_path / "b")
+    try:
+        running = _pids(cluster)
+        proc = _clean(cluster)
+        assert proc.returncode == 0 and "ssh: nothing left behind" in proc.stdout, proc.stdout
+        assert len(running) == NODES and _pids(cluster) == running, "clean touched a live run"
+        live.send_signal(signal.SIGINT)
+        live.communicate(timeout=60)
+    finally:
+        if live.poll() is None:
+            live.kill()
+            live.communicate()
+    assert live.returncode == 130
+    assert_hosts_clean(cluster)
+
+
+def test_clean_with_bad_hosts_is_one_line(tmp_path: Path) -> None:
+    proc = harness("clean", "--hosts", "root@127.0.0.1:1", "--ssh-known-hosts",
+                   str(tmp_path / "none"), timeout=60)
+    assert proc.returncode == 3
+    assert proc.stderr.count("\n") == 1 and "known_hosts" in proc.stderr, proc.stderr

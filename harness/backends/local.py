@@ -214,13 +214,13 @@ def leftover_pids(run_id: str | None = None) -> list[int]:
         except OSError:
             continue
         environ = dict(item.decode(errors="replace").split("=", 1) for item in raw if b"=" in item)
-        if RUN_ENV not in environ:
-            continue
+        controller = environ.get(CONTROLLER_ENV, "")
+        if RUN_ENV not in environ or not controller.isdigit():
+            continue  # not a node, or one of another backend (in a container): not ours to clean
         if run_id is not None:
             if environ[RUN_ENV] == run_id:
                 found.append(int(entry.name))
             continue
-        controller = environ.get(CONTROLLER_ENV, "")
         if not controller_alive(controller):
             found.append(int(entry.name))
     return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -173,3 +174,25 @@ def test_clean_kills_leftovers_of_a_dead_controller() -> None:
     finally:
         if orphan.poll() is None:
             orphan.kill()
+
+
+def test_clean_keeps_live_controllers_and_other_backends_nodes() -> None:
+    from harness.backends.local import CONTROLLER_ENV, RUN_ENV
+
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    controllers = {"dead": "999999999", "alive": str(os.getpid()),
+                   "ssh": f"{socket.gethostname()}:999999999"}
+    procs = {name: subprocess.Popen(sleeper, env={**os.environ, RUN_ENV: f"clean-{name}",
+                                                  CONTROLLER_ENV: controller})
+             for name, controller in controllers.items()}
+    try:
+        time.sleep(0.2)
+        proc = harness("clean", timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert procs["dead"].wait(timeout=10) == -signal.SIGKILL
+        assert procs["alive"].poll() is None and procs["ssh"].poll() is None
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()

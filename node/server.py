@@ -241,6 +241,13 @@ class PeerLink:
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                with contextlib.suppress(OSError, AttributeError):
+                    # A link whose packets are dropped (a partition) would otherwise stay open
+                    # in TCP's retransmission backoff, and after the heal carry nothing until
+                    # the next retransmission, seconds later: give up on it instead and dial
+                    # afresh, so a healed link carries messages within about a second.
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
+                                    peer_user_timeout_ms(self.server.opts))
             if not self.connected:
                 self.connected = True
                 self.server.log(f"connected to peer {self.peer_id} at "
@@ -656,6 +663,12 @@ def _rss_kb() -> int | None:
             return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
     except (OSError, ValueError, IndexError):
         return None
+
+
+def peer_user_timeout_ms(opts: Options) -> int:
+    """How long data sent to a peer may stay unacknowledged before the link is dropped and
+    re-dialled: well above any round trip the delay faults make, well below a partition."""
+    return max(1000, 3 * opts.election_timeout_ms)
 
 
 def _tick_ms(opts: Options) -> int:

@@ -174,7 +174,9 @@ th { background: #f3f3f3; }
 svg text { font: 11px monospace; pointer-events: none; }
 svg rect.op { stroke: #555; stroke-width: .6; }
 svg rect.op:hover { stroke: #000; stroke-width: 2; }
-.scroll { overflow-x: auto; border: 1px solid #ddd; }
+.scroll { overflow-x: auto; border: 1px solid #ddd; direction: rtl; }
+/* rtl: a wide timeline opens scrolled to its right end, where the failing op is */
+.scroll svg { direction: ltr; }
 code { background: #f6f6f6; padding: 0 3px; }
 </style></head><body>
 <h1>{{ title }}</h1>

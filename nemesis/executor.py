@@ -72,8 +72,10 @@ class Nemesis:
         await asyncio.to_thread(fn, *args)
 
     async def _apply_network(self) -> None:
-        await self._call(self.backend.set_network, set(self.cut),
-                         {**self.delays, **self.stall_delays, **self.shape_delays})
+        await self._call(self.backend.set_network, set(self.cut), self._all_delays())
+
+    def _all_delays(self) -> dict[Edge, float]:
+        return {**self.delays, **self.stall_delays, **self.shape_delays}
 
     async def _targets(self, shape: str, rng: random.Random) -> list[str]:
         live = [n for n in self.nodes if n not in self.killed]
@@ -350,8 +352,7 @@ class Nemesis:
         """Undo every fault still in force: the final heal."""
         nodes = sorted(set(self.paused) | set(self.killed) | set(self.slow_disks)
                        | {n for e in self.cut for n in e}
-                       | {n for e in {**self.delays, **self.stall_delays, **self.shape_delays}
-                          for n in e})
+                       | {n for e in self._all_delays() for n in e})
 
         async def do() -> None:
             for node in sorted(self.paused):

@@ -36,6 +36,11 @@ def node_code_tar(root: Path) -> bytes:
     return buf.getvalue()
 
 
+def controller_tag() -> str:
+    """This controller, as "HOST:PID": recorded with what a run makes, read by controller_alive."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def controller_alive(controller: str) -> bool:
     """Whether the controller recorded as "HOST:PID" (or "PID": this host) still runs, so that
     what it made must be kept. One on another host counts as alive: we cannot tell from here."""

@@ -26,7 +26,6 @@ import hashlib
 import ipaddress
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -35,7 +34,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.backends import netcmds
-from harness.backends.base import Backend, BackendError, Edge, controller_alive, node_code_tar
+from harness.backends.base import (
+    Backend,
+    BackendError,
+    Edge,
+    controller_alive,
+    controller_tag,
+    node_code_tar,
+)
 
 LABEL_RUN = "paxos-harness.run"
 LABEL_INSTANCE = "paxos-harness.instance"
@@ -89,10 +95,6 @@ def connect(timeout: float = API_TIMEOUT_S) -> Any:
         raise BackendError(f"no Docker engine reachable ({type(exc).__name__}: {exc}); start "
                            "dockerd or set DOCKER_HOST") from None
     return client
-
-
-def controller_tag() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _parallel(fn: Callable[[str], T], items: Iterable[str]) -> dict[str, T]:

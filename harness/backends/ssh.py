@@ -44,7 +44,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.backends import netcmds
-from harness.backends.base import Backend, BackendError, Edge, controller_alive, node_code_tar
+from harness.backends.base import (
+    Backend,
+    BackendError,
+    Edge,
+    controller_alive,
+    controller_tag,
+    node_code_tar,
+)
 
 DEFAULT_USER = "root"
 DEFAULT_SSH_PORT = 22
@@ -353,10 +360,6 @@ def _raise_first(results: dict[str, Any]) -> None:
             raise exc
     if errors:
         raise BackendError("; ".join(dict.fromkeys(str(e) for e in errors)))
-
-
-def _controller() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _safe(text: str) -> str:
@@ -735,8 +738,12 @@ class SshBackend(Backend):
 
     # -- set-up ----------------------------------------------------------------------------
 
+    def remote_root(self, node: str) -> str:
+        """Where every run's instance directory lives on the node's host."""
+        return f"{self.facts[node].home.rstrip('/')}/{REMOTE_ROOT}"
+
     def remote_dir(self, node: str) -> str:
-        return f"{self.facts[node].home.rstrip('/')}/{REMOTE_ROOT}/{self.instance}"
+        return f"{self.remote_root(node)}/{self.instance}"
 
     def port_of(self, node: str) -> int:
         return self.hosts[node].node_port or self.node_port
@@ -763,7 +770,7 @@ class SshBackend(Backend):
         q = netcmds.quote
         self._deployed.add(node)
         # The owner file tells `harness clean` which run and controller this instance is of.
-        owner = f"{self.run_id}\n{_controller()}\n"
+        owner = f"{self.run_id}\n{controller_tag()}\n"
         self.run(node, f"set -e\nmkdir -p {q([base + '/code'])} {q([base + '/data'])}\n"
                        f": >{q([base + '/node.log'])}\n"
                        f"printf %s {q([owner])} >{q([base + '/' + OWNER_FILE])}")
@@ -799,7 +806,7 @@ class SshBackend(Backend):
         host = self.hosts[node]
         q = netcmds.quote
         env = {"PYTHONPATH": f"{self.remote_dir(node)}/code", "PYTHONUNBUFFERED": "1",
-               RUN_ENV: self.run_id, CONTROLLER_ENV: _controller()}
+               RUN_ENV: self.run_id, CONTROLLER_ENV: controller_tag()}
         env_words = " ".join(q([f"{k}={v}"]) for k, v in env.items())
         # setsid: the node leaves the command's session and process group, so that neither the
         # end of the SSH channel nor `timeout` killing its process group reaches it.
@@ -990,10 +997,13 @@ class SshBackend(Backend):
             self.paused.clear()
             _raise_first(results)
         finally:
-            for conn in self._conns.values():
-                with conn.lock:
-                    conn.drop()
+            self.close_connections()
             self._torn_down = True
+
+    def close_connections(self) -> None:
+        for conn in self._conns.values():
+            with conn.lock:
+                conn.drop()
 
 
 # -- clean -------------------------------------------------------------------------------------
@@ -1034,9 +1044,8 @@ def clean_ssh(hosts: str, run_id: str | None = None, known_hosts: str | None = N
     our firewall chain once no instance is left there. Instances whose controller runs on
     another machine are kept: we cannot tell whether it is alive. Returns what was done."""
     host_list = parse_hosts(hosts)
-    named = [h.name for h in host_list]
-    ids = named if all(named) and len(set(named)) == len(named) else [
-        f"host{i}" for i in range(1, len(host_list) + 1)]
+    # Node ids only to address the hosts; a named host keeps its name as its label.
+    ids = [f"host{i}" for i in range(1, len(host_list) + 1)]
     backend = SshBackend(ids, Path("."), [], "clean", hosts=host_list, known_hosts=known_hosts,
                          ssh_key=ssh_key)
     try:
@@ -1044,7 +1053,7 @@ def clean_ssh(hosts: str, run_id: str | None = None, known_hosts: str | None = N
 
         def one(node: str) -> list[str]:
             label = backend.hosts[node].label()
-            root = f"{backend.facts[node].home.rstrip('/')}/{REMOTE_ROOT}"
+            root = backend.remote_root(node)
             res = backend.run(node, _instances_script(root))
             if res.code != 0:
                 raise BackendError(f"host {label}: listing {root} failed: {res.text()}")
@@ -1077,6 +1086,4 @@ def clean_ssh(hosts: str, run_id: str | None = None, known_hosts: str | None = N
         _raise_first(results)
         return [line for node in ids for line in results[node]]  # type: ignore[union-attr]
     finally:
-        for conn in backend._conns.values():
-            with conn.lock:
-                conn.drop()
+        backend.close_connections()

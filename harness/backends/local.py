@@ -1,7 +1,7 @@
 """Local backend: one node process per node on its own loopback address, peer links via proxies.
 
 Needs no root: pause is SIGSTOP/SIGCONT, kill is SIGKILL, partitions and delays happen in the
-harness-owned proxies (harness.proxy). Every process carries PAXOS_HARNESS_RUN in its environment
+harness-owned proxies (harness.backends.proxy). Every process carries PAXOS_HARNESS_RUN in its environment
 so `harness clean` can find what a crashed controller left behind.
 """
 
@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 
 from harness.backends.base import Backend, BackendError, Edge, controller_alive
-from harness.proxy import ProxyMesh
+from harness.backends.proxy import ProxyMesh
 
 RUN_ENV = "PAXOS_HARNESS_RUN"
 CONTROLLER_ENV = "PAXOS_HARNESS_CONTROLLER"
 SLOW_DISK_ENV = "PAXOS_HARNESS_SLOW_DISK"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FAULTFS = Path(__file__).resolve().parents[1] / "faultfs"
+FAULTFS = Path(__file__).resolve().parent / "faultfs"
 
 
 def node_host(index: int) -> str:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness.proxy import ProxyMesh
+from harness.backends.proxy import ProxyMesh
 
 
 class Sink:

@@ -22,9 +22,9 @@ from xml.sax.saxutils import escape, quoteattr
 
 from tabulate import tabulate
 
-from harness.analysis import load_history
 from harness.config import ConfigError, RunConfig
-from harness.evidence import first_evidence_s
+from harness.report.analysis import load_history
+from harness.report.evidence import first_evidence_s
 
 MATRIX_KEYS = {"workloads", "nemeses", "nodes", "seeds", "bugs", "expect", "checker",
                "time-limit", "name", "options"}

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.compare import RunNotFound, resolve_run
+    from harness.report.compare import RunNotFound, resolve_run
     from harness.store import analyze_and_write
 
     try:

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.controller import execute
-    from harness.summary import print_summary
+    from harness.report.summary import print_summary
 
     path = Path(args.run_dir) / "config.json"
     try:

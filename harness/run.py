@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.controller import execute
-    from harness.summary import print_summary
+    from harness.report.summary import print_summary
 
     config = config_from_args(args)
     try:

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from harness.analysis import analyze, merge_valid
+from harness.report.analysis import analyze, merge_valid
 
 
 def new_run_dir(store: Path, test_name: str) -> Path:
@@ -50,7 +50,7 @@ def analyze_and_write(run_dir: Path, harness_error: str | None = None,
         results["valid"] = merge_valid([results["valid"], "unknown"])
     write_json(run_dir / "results.json", results)
     try:
-        from harness.report import write_report
+        from harness.report.pages import write_report
     except ModuleNotFoundError:
         return results
     try:

@@ -12,7 +12,7 @@ class Workload:
     name = "abstract"
     # Model for the linearizability checker, or None when the workload has no register model.
     model: str | None = None
-    # Names of the checkers that judge this workload (see harness.analysis).
+    # Names of the checkers that judge this workload (see harness.report.analysis).
     checkers: tuple[str, ...] = ()
 
     def next_op(self) -> dict[str, Any]:

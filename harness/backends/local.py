@@ -1,8 +1,8 @@
 """Local backend: one node process per node on its own loopback address, peer links via proxies.
 
 Needs no root: pause is SIGSTOP/SIGCONT, kill is SIGKILL, partitions and delays happen in the
-harness-owned proxies (harness.backends.proxy). Every process carries PAXOS_HARNESS_RUN in its environment
-so `harness clean` can find what a crashed controller left behind.
+harness-owned proxies (harness.backends.proxy). Every process carries PAXOS_HARNESS_RUN in its
+environment so `harness clean` can find what a crashed controller left behind.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.evidence import first_evidence_s
+from harness.report.evidence import first_evidence_s
 
 HISTORY = [
     {"index": 0, "time": 1_000_000_000, "process": 0, "type": "invoke", "f": "write",

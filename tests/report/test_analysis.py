@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.analysis import analyze
+from harness.report.analysis import analyze
 from tests.report.fakerun import make_run
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from checkers import agreement, availability, exactly_once, perf, set_checker
-from harness.analysis import merge_valid
+from harness.report.analysis import merge_valid
 
 MS = 1_000_000
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.serve import find_runs, make_server
+from harness.report.serve import find_runs, make_server
 from harness.store import analyze_and_write
 from tests.report.fakerun import make_run
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.analysis import analyze
-from harness.report import fault_intervals, write_report
+from harness.report.analysis import analyze
+from harness.report.pages import fault_intervals, write_report
 from harness.store import analyze_and_write
 from tests.report.fakerun import make_run
 

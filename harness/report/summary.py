@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from harness.analysis import load_history
+from harness.report.analysis import load_history
 
 VERDICT = {True: "valid", False: "INVALID", "unknown": "unknown"}
 

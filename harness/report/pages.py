@@ -1,8 +1,8 @@
 """The run report: `report.html` and `timeline.html`, self-contained pages in the run directory.
 
 Plots are matplotlib figures (Agg backend) inlined as base64 PNG; pages are jinja2 templates from
-`harness/templates/` (loaded with importlib.resources). Links to node logs and to the JSON files
-are relative, so a run directory can be moved or served as it is.
+`harness/report/templates/` (loaded with importlib.resources). Links to node logs and to the JSON
+files are relative, so a run directory can be moved or served as it is.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import jinja2
 
 from checkers.perf import NEMESIS, Op, pair_ops, time_series
-from harness.analysis import load_history
+from harness.report.analysis import load_history
 
 VERDICT_TEXT = {True: "PASS", False: "FAIL", "unknown": "UNKNOWN"}
 VERDICT_CLASS = {True: "valid", False: "invalid", "unknown": "unknown"}
@@ -37,7 +37,7 @@ FAULT_STOP = {"stop-partition": "partition", "stop-delay": "delay", "resume": "p
 @functools.cache
 def environment() -> jinja2.Environment:
     def load(name: str) -> str:
-        return (importlib.resources.files("harness") / "templates" / name).read_text("utf-8")
+        return (importlib.resources.files("harness.report") / "templates" / name).read_text("utf-8")
 
     env = jinja2.Environment(loader=jinja2.FunctionLoader(load), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True,

@@ -12,17 +12,19 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("harness.run", "deploy a cluster, drive clients under faults, check the history"),
-    "check": ("harness.check", "check one or more history files for linearizability"),
-    "recheck": ("harness.recheck", "check a stored run again"),
-    "rerun": ("harness.rerun", "run a stored run's configuration and seed again"),
-    "campaign": ("harness.campaign", "run a matrix of runs from a TOML file"),
-    "compare": ("harness.compare", "compare the fast-path windows of two runs"),
-    "serve": ("harness.serve", "browse the store in a web browser"),
-    "bench": ("harness.bench", "the node's fast-path benchmark"),
-    "bench-check": ("harness.bench_check", "time the checker over a corpus directory"),
-    "clean": ("harness.clean", "remove what earlier runs left behind"),
-    "image": ("harness.image", "build the node's Docker image (offline if need be)"),
+    "run": ("harness.commands.run",
+            "deploy a cluster, drive clients under faults, check the history"),
+    "check": ("harness.commands.check",
+              "check one or more history files for linearizability"),
+    "recheck": ("harness.commands.recheck", "check a stored run again"),
+    "rerun": ("harness.commands.rerun", "run a stored run's configuration and seed again"),
+    "campaign": ("harness.commands.campaign", "run a matrix of runs from a TOML file"),
+    "compare": ("harness.commands.compare", "compare the fast-path windows of two runs"),
+    "serve": ("harness.commands.serve", "browse the store in a web browser"),
+    "bench": ("harness.commands.bench", "the node's fast-path benchmark"),
+    "bench-check": ("harness.commands.bench_check", "time the checker over a corpus directory"),
+    "clean": ("harness.commands.clean", "remove what earlier runs left behind"),
+    "image": ("harness.commands.image", "build the node's Docker image (offline if need be)"),
 }
 
 

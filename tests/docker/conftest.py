@@ -39,7 +39,7 @@ def docker_client() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def node_image(docker_client: Any) -> str:
     """The default node image, built once (offline where nothing can be pulled) and reused."""
-    from harness.image import DEFAULT_IMAGE, ImageError, ensure_image
+    from harness.commands.image import DEFAULT_IMAGE, ImageError, ensure_image
 
     try:
         result = ensure_image(DEFAULT_IMAGE, client=docker_client)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from harness.image import OFFLINE_SCRIPT
+from harness.commands.image import OFFLINE_SCRIPT
 from tests.docker.conftest import harness
 
 # What `apt-get indextargets --format ...` prints on a host with a second architecture, a
@@ -60,7 +60,7 @@ def test_no_source_for_the_release_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_no_mirror_is_hard_coded() -> None:
-    for path in (OFFLINE_SCRIPT, Path(__file__).parents[2] / "harness" / "image.py"):
+    for path in (OFFLINE_SCRIPT, Path(__file__).parents[2] / "harness" / "commands" / "image.py"):
         assert not re.search(r"https?://[\w.-]*debian", path.read_text()), path
 
 

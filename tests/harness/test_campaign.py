@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.campaign import CampaignError, load
+from harness.commands.campaign import CampaignError, load
 from tests.harness.conftest import REPO, harness
 
 GOOD = """\

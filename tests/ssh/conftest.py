@@ -60,7 +60,7 @@ def ensure_sshd_image(client: Any) -> str:
     docker engineer's builder, then reused); the Dockerfile layer itself is cached by Docker."""
     import docker.errors
 
-    from harness.image import ImageError, build_offline_base, host_codename, image_size
+    from harness.commands.image import ImageError, build_offline_base, host_codename, image_size
 
     base = f"paxos-sshd-base:{host_codename()}"
     if image_size(client, base) is None:

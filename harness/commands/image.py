@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO_ROOT / "docker"
 OFFLINE_SCRIPT = DOCKER_DIR / "build-offline-base.sh"
 DEFAULT_IMAGE = "paxos-node:latest"

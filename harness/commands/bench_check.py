@@ -27,7 +27,7 @@ _SUFFIXES = (".log", ".txt", ".jsonl", ".edn")
 
 def _default_corpus() -> Path:
     # the repository's sibling shared/ folder (../shared/corpora/porcupine)
-    return Path(__file__).resolve().parents[2] / "shared" / "corpora" / "porcupine"
+    return Path(__file__).resolve().parents[3] / "shared" / "corpora" / "porcupine"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,8 +5,8 @@ inside the containers' kernels.
   listens on one port for peers and clients. The host reaches every container's address
   directly (Linux), so the controller talks to the nodes without published ports.
 - Containers: the node image (harness/commands/image.py), only NET_ADMIN added, docker-init as
-  PID 1 and the node its child; the repository's node/ package is copied in before the first start, the
-  data directory is a named volume, so a killed and restarted node keeps its log.
+  PID 1 and the node its child; the repository's node/ package is copied in before the first
+  start, the data directory is a named volume, so a killed and restarted node keeps its log.
 - Partitions: iptables DROP rules in the receiving container, by peer address and port (see
   harness/backends/netcmds.py), in a chain of our own; the whole wanted state is applied, and
   applied again after every restart (a restarted container's network namespace is new and

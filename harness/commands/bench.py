@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.local import LocalBackend
-from harness.nodeclient import statuses as cluster_statuses
+from harness.run.nodeclient import statuses as cluster_statuses
 
 KEYS = 16
 

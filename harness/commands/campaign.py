@@ -22,9 +22,9 @@ from xml.sax.saxutils import escape, quoteattr
 
 from tabulate import tabulate
 
-from harness.config import ConfigError, RunConfig
 from harness.report.analysis import load_history
 from harness.report.evidence import first_evidence_s
+from harness.run.config import ConfigError, RunConfig
 
 MATRIX_KEYS = {"workloads", "nemeses", "nodes", "seeds", "bugs", "expect", "checker",
                "time-limit", "name", "options"}
@@ -207,7 +207,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.controller import execute
+    from harness.run.controller import execute
 
     try:
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None

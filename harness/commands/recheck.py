@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.report.compare import RunNotFound, resolve_run
-    from harness.store import analyze_and_write
+    from harness.run.store import analyze_and_write
 
     try:
         run_dir = resolve_run(args.run)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.config import ConfigError, RunConfig
+from harness.run.config import ConfigError, RunConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,8 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.controller import execute
     from harness.report.summary import print_summary
+    from harness.run.controller import execute
 
     path = Path(args.run_dir) / "config.json"
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.config import ConfigError, add_run_arguments, config_from_args
+from harness.run.config import ConfigError, add_run_arguments, config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,8 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.controller import execute
     from harness.report.summary import print_summary
+    from harness.run.controller import execute
 
     config = config_from_args(args)
     try:

@@ -30,8 +30,8 @@ INTERVAL = 1.2
 
 def seed_covering(kinds: str, tmp_path: Path) -> int:
     """A seed whose fault plan has every kind in `kinds` (the plan is fixed by the seed)."""
-    from harness.config import RunConfig
-    from harness.controller import Controller
+    from harness.run.config import RunConfig
+    from harness.run.controller import Controller
 
     for seed in range(1, 200):
         config = RunConfig(backend="docker", nemesis=kinds, time_limit=TIME_LIMIT, seed=seed,

@@ -11,7 +11,7 @@ import pytest
 
 from harness.cli import main
 from harness.report.serve import find_runs, make_server
-from harness.store import analyze_and_write
+from harness.run.store import analyze_and_write
 from tests.report.fakerun import make_run
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from harness.report.analysis import analyze
 from harness.report.pages import fault_intervals, write_report
-from harness.store import analyze_and_write
+from harness.run.store import analyze_and_write
 from tests.report.fakerun import make_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

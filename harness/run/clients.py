@@ -12,8 +12,8 @@ import random
 import time
 from typing import Any
 
-from harness.history import HistoryRecorder
-from harness.nodeclient import NodeConnection, NotSent
+from harness.run.history import HistoryRecorder
+from harness.run.nodeclient import NodeConnection, NotSent
 from workloads.base import TIMEOUT, UNAVAILABLE, Workload
 
 RETRY_PAUSE_S = 0.02

@@ -95,7 +95,7 @@ class RunConfig:
             if node not in self.node_ids():
                 raise ConfigError(f"--bug-node {node!r} is not one of {', '.join(self.node_ids())}")
         if self.bugs:
-            from harness.bugs import known_bugs
+            from harness.run.bugs import known_bugs
 
             known = known_bugs()
             for bug in self.bugs:

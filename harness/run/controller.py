@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import store
 from harness.backends import Backend, BackendError, make_backend
-from harness.clients import Worker, run_worker
-from harness.config import RunConfig
-from harness.history import HistoryRecorder
-from harness.nodeclient import one_request, statuses
+from harness.run import store
+from harness.run.clients import Worker, run_worker
+from harness.run.config import RunConfig
+from harness.run.history import HistoryRecorder
+from harness.run.nodeclient import one_request, statuses
 from nemesis.catalogue import capabilities, parse_spec
 from nemesis.executor import Nemesis
 from nemesis.schedule import plan

@@ -1,159 +1,18 @@
-"""`harness campaign FILE.toml`: a matrix of runs, one pass/fail summary.
-
-A campaign file has a `[campaign]` table of defaults (any `harness run` option, dashes or
-underscores) and `[[matrix]]` entries, each expanding to workloads x nemeses x nodes x seeds x
-bugs, each free to override any run option, with an expectation: `expect = "valid"`, or
-`expect = "invalid"` with the `checker` that must say so.
-Everything is validated before the first run starts.
-"""
+"""`harness campaign FILE.toml`: a matrix of runs (see harness.campaign.matrix), one summary."""
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 import time
-import tomllib
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
 from tabulate import tabulate
 
+from harness.campaign.matrix import CampaignError, judged, load, write_index, write_junit
 from harness.report.analysis import load_history
 from harness.report.evidence import first_evidence_s
-from harness.run.config import ConfigError, RunConfig
-
-MATRIX_KEYS = {"workloads", "nemeses", "nodes", "seeds", "bugs", "expect", "checker",
-               "time-limit", "name", "options"}
-# Run options a matrix entry sets through its axes (plural keys), not directly.
-AXES = {"workload", "nemesis", "nodes", "seed", "bugs"}
-
-
-class CampaignError(ValueError):
-    pass
-
-
-@dataclass
-class Entry:
-    config: RunConfig
-    expect: str
-    checker: str | None
-    label: str
-
-
-def _line_of(text: str, key: str, after: int = 0) -> int:
-    """1-based line where `key =` first appears after line `after` (0 if not found)."""
-    for number, line in enumerate(text.splitlines(), 1):
-        if number > after and line.strip().split("=")[0].strip().strip('"') == key:
-            return number
-    return 0
-
-
-def _option_name(key: str) -> str:
-    return key.replace("-", "_")
-
-
-def _as_list(value: Any) -> list:
-    return value if isinstance(value, list) else [value]
-
-
-def load(path: Path, seeds: list[int] | None = None) -> tuple[str, list[Entry]]:
-    """Parse and validate a campaign; raises CampaignError naming the file and line.
-    `seeds`, if given, replaces every entry's seeds (the same campaign on fresh schedules)."""
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise CampaignError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise CampaignError(f"{path}: {exc}") from None
-
-    def fail(message: str, key: str | None = None, after: int = 0) -> CampaignError:
-        line = _line_of(text, key, after) if key else 0
-        where = f"{path} line {line}" if line else str(path)
-        return CampaignError(f"{where}: {message}")
-
-    unknown_top = set(data) - {"campaign", "matrix"}
-    if unknown_top:
-        key = sorted(unknown_top)[0]
-        raise fail(f"unknown table {key!r} (expected [campaign] and [[matrix]])", key)
-    defaults = dict(data.get("campaign", {}))
-    name = str(defaults.pop("name", Path(path).stem))
-    option_names = {f.name for f in fields(RunConfig)}
-    for key in defaults:
-        if _option_name(key) not in option_names:
-            raise fail(f"unknown key {key!r} in [campaign]", key)
-    matrices = data.get("matrix", [])
-    if not matrices:
-        raise fail("no [[matrix]] entries")
-    entries: list[Entry] = []
-    matrix_line = 0
-    for number, matrix in enumerate(matrices, 1):
-        matrix_line = next((i for i, line in enumerate(text.splitlines(), 1)
-                            if line.strip() == "[[matrix]]" and i > matrix_line), matrix_line)
-        overrides = {}
-        for key in matrix:
-            if key in MATRIX_KEYS:
-                continue
-            if _option_name(key) in option_names and _option_name(key) not in AXES:
-                overrides[key] = matrix[key]
-                continue
-            raise fail(f"unknown key {key!r} in [[matrix]] #{number}", key, matrix_line)
-        expect = matrix.get("expect", "valid")
-        if expect not in ("valid", "invalid"):
-            raise fail(f"expect must be 'valid' or 'invalid', not {expect!r}", "expect",
-                       matrix_line)
-        checker = matrix.get("checker")
-        if expect == "invalid" and not checker:
-            raise fail("expect = 'invalid' needs the checker that must flag it", "expect",
-                       matrix_line)
-        options = {_option_name(k): v
-                   for k, v in {**defaults, **overrides, **matrix.get("options", {})}.items()}
-        for key in options:
-            if key not in option_names:
-                raise fail(f"unknown run option {key!r}", key.replace("_", "-"), matrix_line)
-        if "time-limit" in matrix:
-            options["time_limit"] = matrix["time-limit"]
-        bug_sets = [_as_list(b) if b else [] for b in _as_list(matrix.get("bugs", [[]]))]
-        if matrix.get("bugs") and all(isinstance(b, str) for b in matrix["bugs"]):
-            bug_sets = [[b] for b in matrix["bugs"]]
-        combos = itertools.product(
-            _as_list(matrix.get("workloads", options.get("workload", "register"))),
-            _as_list(matrix.get("nemeses", options.get("nemesis", "partition,pause,kill"))),
-            _as_list(matrix.get("nodes", options.get("nodes", 3))),
-            seeds or _as_list(matrix.get("seeds", options.get("seed", 1))),
-            bug_sets,
-        )
-        for workload, nemesis, nodes, seed, bugs in combos:
-            config = RunConfig(**{**options, "workload": workload, "nemesis": nemesis,
-                                  "nodes": nodes, "seed": seed, "bugs": list(bugs)})
-            try:
-                config.validate()
-            except (ConfigError, TypeError) as exc:
-                key = {"workload": "workloads", "nemesis": "nemeses", "bug": "bugs",
-                       "node": "nodes"}
-                guess = next((v for k, v in key.items() if k in str(exc)), None)
-                raise fail(str(exc), guess, matrix_line) from None
-            label = matrix.get("name") or config.test_name()
-            entries.append(Entry(config, expect, checker, f"{label}-s{seed}"))
-    return name, entries
-
-
-def judged(entry: Entry, results: dict[str, Any]) -> tuple[bool, str]:
-    """Did the run meet its expectation? (held, why)"""
-    valid = results.get("valid")
-    if results.get("harness_error"):
-        return False, f"harness error: {results['harness_error']}"
-    if entry.expect == "valid":
-        return valid is True, f"verdict {valid}"
-    flagged = results.get("checkers", {}).get(entry.checker or "", {}).get("valid")
-    if valid is False and flagged is False:
-        return True, f"{entry.checker} flagged it"
-    return False, f"expected {entry.checker} to flag it; verdict {valid}, {entry.checker} {flagged}"
 
 
 def _bar(done: int, total: int, started: float) -> str:
@@ -163,38 +22,6 @@ def _bar(done: int, total: int, started: float) -> str:
     eta = elapsed / done * (total - done) if done else 0.0
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}  eta {eta:4.0f}s"
 
-
-def write_junit(path: Path, name: str, rows: list[dict]) -> None:
-    failures = sum(1 for r in rows if not r["held"])
-    cases = []
-    for r in rows:
-        body = "" if r["held"] else f"<failure message={quoteattr(r['why'])}>" \
-            f"{escape('rerun: ' + r['rerun'])}</failure>"
-        cases.append(f"  <testcase classname={quoteattr(name)} name={quoteattr(r['label'])} "
-                     f"time=\"{r['seconds']:.1f}\">{body}</testcase>")
-    path.write_text(f"<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<testsuite name={quoteattr(name)}"
-                    f" tests=\"{len(rows)}\" failures=\"{failures}\">\n" + "\n".join(cases)
-                    + "\n</testsuite>\n")
-
-
-def write_index(path: Path, name: str, rows: list[dict]) -> None:
-    import html
-    import os
-
-    items = []
-    for r in rows:
-        report = Path(r["run_dir"]) / "report.html"
-        href = os.path.relpath(report, path.parent)
-        colour = "#c8f7c5" if r["held"] else "#f7c5c5"
-        items.append(f"<tr style='background:{colour}'><td><a href='{html.escape(href)}'>"
-                     f"{html.escape(r['label'])}</a></td><td>{html.escape(r['expect'])}</td>"
-                     f"<td>{html.escape(str(r['valid']))}</td>"
-                     f"<td>{'held' if r['held'] else 'FAILED'}</td>"
-                     f"<td>{html.escape(r['why'])}</td></tr>")
-    path.write_text(f"<!doctype html><meta charset='utf-8'><title>{html.escape(name)}</title>"
-                    f"<h1>Campaign {html.escape(name)}</h1><table border=1 cellpadding=4>"
-                    "<tr><th>run</th><th>expect</th><th>verdict</th><th>expectation</th>"
-                    "<th>why</th></tr>" + "".join(items) + "</table>")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

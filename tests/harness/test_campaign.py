@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.commands.campaign import CampaignError, load
+from harness.campaign.matrix import CampaignError, load
 from tests.harness.conftest import REPO, harness
 
 GOOD = """\

@@ -89,11 +89,11 @@ def test_commands_read_all_output_quote_and_keep_deadlines(cluster: Cluster,
         assert "n3" in one_line(str(err.value)) and "1 s" in str(err.value)
         assert "sleep 60" not in cluster.exec(2, "ps", "-eo", "args")[1]
         # A connection the server cut is re-opened for the next command.
-        before = b._conns["n1"].client
+        before = b.sessions["n1"].client
         cluster.exec(0, "sh", "-c", "pkill -KILL -f 'sshd: root'")
         time.sleep(0.3)
         assert b.run("n1", "echo back").out == "back\n"
-        assert b._conns["n1"].client is not before
+        assert b.sessions["n1"].client is not before
     finally:
         b.teardown()
 

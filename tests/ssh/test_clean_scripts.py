@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.backends.ssh import _instances_script, _remove_instance_script
+from harness.backends.ssh.clean import _instances_script, _remove_instance_script
 
 
 def sh(script: str) -> subprocess.CompletedProcess:

@@ -1,45 +1,18 @@
-"""SSH backend: one node per remote host, deployed and faulted over SSH (paramiko), as Jepsen's
-control node does.
-
-- Hosts: `--hosts` is a file (one host a line) or a comma list; each host is
-  `[NAME=][USER@]ADDRESS[:PORT]` with optional `key=PATH`, `python=PATH`, `node-port=N`
-  (see parse_hosts). Node i runs on host i, unless every host is named after a node.
-- Trust: key authentication only; the host keys are checked against a known_hosts file with a
-  RejectPolicy. Accepting unknown keys (trust on first use, appended to the file) needs the
-  explicit, unsafe, `accept_new_host_keys`; a key that differs from the known one is always
-  refused.
-- Deploy: the node package goes over SFTP into ~/.paxos-harness/<instance>/ on each host and
-  runs detached (its own session, so neither the SSH channel nor a command deadline takes it
-  down), with a pid file; its stderr is node.log there, fetched into the run directory at the end.
-  A restart reuses the same data directory.
-- Faults: the same iptables/tc scripts as the Docker backend (harness/backends/netcmds.py), run as
-  root (directly, or with `sudo -n`); pause, resume and kill are SIGSTOP/SIGCONT/SIGKILL of the
-  node's pid, after checking that the pid is still our node (pids are reused).
-- Commands: every argument shell-quoted, every command under a deadline on both sides (coreutils
-  timeout there, a clock here), stdout, stderr and the exit status read to the end. One
-  connection per host, shared by the threads, re-opened (and an idempotent command retried once)
-  after it fails. Every command this backend runs is idempotent, so a retry is always safe.
-- Trouble is one line naming the host: authentication failed, host key mismatch or unknown, host
-  unreachable, python too old, iptables missing, not root and no sudo; all of it found by probe(),
-  before anything is started.
-"""
+"""The SSH backend itself: probe the hosts, deploy the node, start it, fault it, collect, tear
+down (see harness.backends.ssh for the whole picture)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import ipaddress
 import json
 import os
-import select
 import socket
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,274 +21,30 @@ from harness.backends.base import (
     Backend,
     BackendError,
     Edge,
-    controller_alive,
     controller_tag,
     node_code_tar,
 )
+from harness.backends.ssh.hosts import Host, KnownHosts, assign_hosts, parse_hosts
+from harness.backends.ssh.session import (
+    COMMAND_TIMEOUT_S,
+    CONNECT_TIMEOUT_S,
+    ConnectionLost,
+    Result,
+    Session,
+)
 
-DEFAULT_USER = "root"
-DEFAULT_SSH_PORT = 22
 DEFAULT_NODE_PORT = 7000
-DEFAULT_PYTHON = "python3"
 MIN_PYTHON = (3, 11)
-CONNECT_TIMEOUT_S = 10.0
-COMMAND_TIMEOUT_S = 20.0
-# How much longer than the remote deadline we wait before giving up on a command ourselves.
-LOCAL_GRACE_S = 5.0
-KEEPALIVE_S = 5
 STOP_WAIT_S = 5.0
 REMOTE_ROOT = ".paxos-harness"  # under the login user's home
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 RUN_ENV = "PAXOS_HARNESS_RUN"
 CONTROLLER_ENV = "PAXOS_HARNESS_CONTROLLER"
 OWNER_FILE = "owner"
 # sbin is not on a non-root user's PATH on many systems, and sudo may not add it either.
 PATH_LINE = 'PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"; export PATH'
-HOST_OPTIONS = ("key", "python", "node-port", "user", "port")
 
 T = TypeVar("T")
-
-
-# -- hosts -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Host:
-    """One remote machine: where to log in, as whom, with which key."""
-
-    address: str
-    user: str = DEFAULT_USER
-    port: int = DEFAULT_SSH_PORT
-    name: str | None = None
-    key: str | None = None
-    python: str = DEFAULT_PYTHON
-    node_port: int | None = None
-
-    def target(self) -> str:
-        address = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{self.user}@{address}:{self.port}"
-
-    def label(self) -> str:
-        return f"{self.name} ({self.target()})" if self.name else self.target()
-
-
-def _split_address(text: str, where: str) -> tuple[str, int | None]:
-    """ADDRESS[:PORT], with [v6]:PORT for IPv6."""
-    if text.startswith("["):
-        address, _, rest = text[1:].partition("]")
-        if rest and not rest.startswith(":"):
-            raise BackendError(f"{where}: cannot read {text!r} as [ADDRESS]:PORT")
-        port_text = rest[1:] if rest else ""
-    elif text.count(":") == 1:
-        address, port_text = text.split(":")
-    else:
-        address, port_text = text, ""
-    if not address:
-        raise BackendError(f"{where}: no address in {text!r}")
-    port = None
-    if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise BackendError(f"{where}: bad port {port_text!r}")
-        port = int(port_text)
-    return address, port
-
-
-def parse_host(text: str, where: str = "--hosts") -> Host:
-    """`[NAME=][USER@]ADDRESS[:PORT] [key=PATH] [python=PATH] [node-port=N]`, or, in a file,
-    `NAME [USER@]ADDRESS[:PORT] [options]`."""
-    options: dict[str, str] = {}
-    words = []
-    for word in text.split():
-        name, eq, value = word.partition("=")
-        if eq and name in HOST_OPTIONS:
-            if not value:
-                raise BackendError(f"{where}: {name}= needs a value")
-            options[name] = value
-        else:
-            words.append(word)
-    if len(words) == 2:
-        name, target = words
-    elif len(words) == 1:
-        name, eq, target = words[0].rpartition("=")
-        if eq and not name:
-            raise BackendError(f"{where}: empty host name in {text.strip()!r}")
-    else:
-        raise BackendError(f"{where}: cannot read {text.strip()!r} as "
-                           "[NAME=][USER@]ADDRESS[:PORT] [key=PATH]")
-    user, at, rest = target.rpartition("@")
-    if at and not user:
-        raise BackendError(f"{where}: empty user name in {target!r}")
-    address, port = _split_address(rest, where)
-    host = Host(address=address, user=user or options.get("user", DEFAULT_USER),
-                port=port or DEFAULT_SSH_PORT, name=name or None, key=options.get("key"),
-                python=options.get("python", DEFAULT_PYTHON))
-    if "port" in options:
-        host = replace(host, port=_split_address(f"x:{options['port']}", where)[1] or 22)
-    if "node-port" in options:
-        host = replace(host, node_port=_split_address(f"x:{options['node-port']}", where)[1])
-    return host
-
-
-def parse_hosts(spec: str | Iterable[Host]) -> list[Host]:
-    """Hosts from a file (one a line, # comments) or a comma list."""
-    if not isinstance(spec, str):
-        return list(spec)
-    path = Path(spec).expanduser()
-    if path.is_file():
-        hosts = []
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            line = line.split("#", 1)[0].strip()
-            if line:
-                host = parse_host(line, f"{path}:{number}")
-                if host.key and not Path(host.key).expanduser().is_absolute():
-                    # Relative to the file, so the file means the same from any directory.
-                    host = replace(host, key=str(path.parent / host.key))
-                hosts.append(host)
-        if not hosts:
-            raise BackendError(f"hosts file {path} lists no host")
-        return hosts
-    if "/" in spec and "@" not in spec and "," not in spec:
-        raise BackendError(f"hosts file {spec} does not exist")
-    hosts = [parse_host(item) for item in spec.split(",") if item.strip()]
-    if not hosts:
-        raise BackendError("--hosts lists no host")
-    return hosts
-
-
-def assign_hosts(node_ids: list[str], hosts: list[Host]) -> dict[str, Host]:
-    """Which host runs which node: by name when the hosts are named after the nodes, else in
-    order (host names are then only labels)."""
-    if len(hosts) != len(node_ids):
-        raise BackendError(f"--hosts lists {len(hosts)} host(s) for {len(node_ids)} node(s): "
-                           f"give --nodes {len(hosts)} or list {len(node_ids)} hosts")
-    names = [h.name for h in hosts]
-    if sorted(n for n in names if n) == sorted(node_ids):
-        return {h.name: h for h in hosts if h.name}
-    labelled = [h if h.name else replace(h, name=node) for node, h in zip(node_ids, hosts,
-                                                                          strict=True)]
-    return dict(zip(node_ids, labelled, strict=True))
-
-
-# -- host keys ---------------------------------------------------------------------------------
-
-
-def _paramiko() -> Any:
-    try:
-        import paramiko
-    except ImportError:
-        raise BackendError("the SSH backend needs paramiko: pip install "
-                           "'paxos-harness[ssh]'") from None
-    return paramiko
-
-
-def fingerprint(key: Any) -> str:
-    """OpenSSH's SHA256 fingerprint of a public key."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return f"{key.get_name()} SHA256:{base64.b64encode(digest).decode().rstrip('=')}"
-
-
-class UnknownHostKey(Exception):
-    def __init__(self, hostname: str, key: Any) -> None:
-        super().__init__(f"{hostname} is not in known_hosts")
-        self.hostname = hostname
-        self.key = key
-
-
-def _policies() -> tuple[type, type]:
-    paramiko = _paramiko()
-
-    class Reject(paramiko.RejectPolicy):
-        """paramiko's RejectPolicy, keeping the offered key for the message."""
-
-        def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
-            raise UnknownHostKey(hostname, key)
-
-    class AcceptNew(paramiko.MissingHostKeyPolicy):
-        """Trust on first use: accept a host that known_hosts does not know, and remember it
-        (in the file and for the rest of the run). A changed key is never accepted: paramiko
-        refuses a mismatch before it asks the policy."""
-
-        def __init__(self, remember: Callable[[str, Any], None]) -> None:
-            self.remember = remember
-
-        def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
-            client.get_host_keys().add(hostname, key.get_name(), key)
-            self.remember(hostname, key)
-
-    return Reject, AcceptNew
-
-
-# -- running commands --------------------------------------------------------------------------
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def text(self) -> str:
-        return (self.err.strip() or self.out.strip())[-400:].replace("\n", " | ")
-
-
-class ConnectionLost(Exception):
-    """The connection failed before or while running a command."""
-
-
-def read_channel(chan: Any, deadline: float) -> tuple[int, bytes, bytes]:
-    """Everything a command writes to stdout and stderr, then its exit status.
-
-    Data that arrives before the server's EOF is in the channel's buffers once the EOF is seen
-    (the transport thread handles messages in order), so the last drain after EOF loses nothing;
-    the exit status comes after the EOF and is waited for under the same deadline."""
-    out, err = bytearray(), bytearray()
-    fd = chan.fileno()  # a pipe paramiko sets when either stream has data or at EOF
-
-    def drain() -> None:
-        while chan.recv_ready():
-            out.extend(chan.recv(65536))
-        while chan.recv_stderr_ready():
-            err.extend(chan.recv_stderr(65536))
-
-    while True:
-        drain()
-        if chan.eof_received or chan.closed:
-            drain()
-            break
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError
-        select.select([fd], [], [], min(remaining, 1.0))
-    remaining = deadline - time.monotonic()
-    if not chan.status_event.wait(max(0.0, remaining)):
-        raise TimeoutError
-    # -1: no exit-status message, because the connection dropped or the command died of a
-    # signal (OpenSSH then sends exit-signal instead); the caller tells which.
-    return chan.exit_status, bytes(out), bytes(err)
-
-
-class _Conn:
-    """One host's connection: opened lazily, shared by threads, re-opened after a failure."""
-
-    def __init__(self, host: Host) -> None:
-        self.host = host
-        self.lock = threading.Lock()
-        self.client: Any = None
-
-    def alive(self) -> bool:
-        transport = self.client.get_transport() if self.client is not None else None
-        return bool(transport is not None and transport.is_active())
-
-    def drop(self) -> None:
-        client, self.client = self.client, None
-        if client is not None:
-            try:
-                client.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection may fail any way
-                pass
-
-
-# -- the backend -------------------------------------------------------------------------------
 
 
 @dataclass
@@ -385,11 +114,11 @@ class SshBackend(Backend):
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.node_code = Path(node_code) if node_code else REPO_ROOT / "node"
-        self.accept_new = accept_new_host_keys
         self.log = log if log is not None else sys.stderr
-        self.known_hosts = Path(known_hosts or "~/.ssh/known_hosts").expanduser()
-        if known_hosts and not self.known_hosts.is_file() and not accept_new_host_keys:
-            raise BackendError(f"known_hosts file {self.known_hosts} does not exist")
+        known = Path(known_hosts or "~/.ssh/known_hosts").expanduser()
+        if known_hosts and not known.is_file() and not accept_new_host_keys:
+            raise BackendError(f"known_hosts file {known} does not exist")
+        self.known_hosts = KnownHosts(known, accept_new_host_keys, self.log)
         self.ssh_key = str(Path(ssh_key).expanduser()) if ssh_key else None
         for host in self.hosts.values():
             key = host.key or self.ssh_key
@@ -402,139 +131,18 @@ class SshBackend(Backend):
         self.paused: set[str] = set()
         self.cut: set[Edge] = set()
         self.delays: dict[Edge, float] = {}
-        self._conns = {node: _Conn(host) for node, host in self.hosts.items()}
+        self.sessions = {node: Session(host, self.known_hosts, self.ssh_key,
+                                       connect_timeout, command_timeout)
+                         for node, host in self.hosts.items()}
         self._locks = {node: threading.Lock() for node in self.node_ids}
         self._applied: dict[str, netcmds.NodeNetwork | None] = {}
         self._qdisc_touched: set[str] = set()
         self._deployed: set[str] = set()
-        self._accepted: dict[str, Any] = {}  # host keys accepted on first use, this run
-        self._accept_lock = threading.Lock()
         self._wanted_faults: set[str] = set()
         self._caps: netcmds.Capabilities | None = None
         self._torn_down = False
 
     # -- connections -----------------------------------------------------------------------
-
-    def _remember(self, hostname: str, key: Any) -> None:
-        with self._accept_lock:
-            self._accepted[hostname] = key
-            line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
-            try:
-                self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
-                with open(self.known_hosts, "a") as f:
-                    f.write(line)
-                where = f"added to {self.known_hosts}"
-            except OSError as exc:
-                where = f"not saved ({exc.strerror})"
-        print(f"harness: WARNING: accepted the unknown host key of {hostname} without checking "
-              f"it ({fingerprint(key)}), {where}", file=self.log, flush=True)
-
-    def _connect(self, node: str) -> Any:
-        paramiko = _paramiko()
-        host = self.hosts[node]
-        Reject, AcceptNew = _policies()
-        client = paramiko.SSHClient()
-        if self.known_hosts.is_file():
-            try:
-                client.load_host_keys(str(self.known_hosts))
-            except (OSError, paramiko.SSHException) as exc:
-                raise BackendError(f"cannot read known_hosts file {self.known_hosts}: "
-                                   f"{exc}") from None
-        keys = client.get_host_keys()
-        with self._accept_lock:
-            for hostname, key in self._accepted.items():
-                keys.add(hostname, key.get_name(), key)
-        client.set_missing_host_key_policy(AcceptNew(self._remember) if self.accept_new
-                                           else Reject())
-        key = host.key or self.ssh_key
-        key_text = (f"key {key}" if key else "the keys in ~/.ssh and ssh-agent")
-        try:
-            client.connect(
-                host.address, port=host.port, username=host.user,
-                key_filename=str(Path(key).expanduser()) if key else None,
-                look_for_keys=key is None, allow_agent=key is None,
-                timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
-                auth_timeout=self.connect_timeout, channel_timeout=self.connect_timeout)
-        except UnknownHostKey as exc:
-            client.close()
-            raise BackendError(
-                f"host {host.label()}: its host key ({fingerprint(exc.key)}) is not in "
-                f"{self.known_hosts}; check it and add it (e.g. ssh-keyscan -p {host.port} "
-                f"{host.address} >> {self.known_hosts}), or pass --ssh-accept-new-host-keys "
-                "(unsafe)") from None
-        except paramiko.BadHostKeyException as exc:
-            client.close()
-            raise BackendError(
-                f"host {host.label()}: HOST KEY MISMATCH: it offers {fingerprint(exc.key)} but "
-                f"{self.known_hosts} has {fingerprint(exc.expected_key)}; refusing to connect "
-                "(someone may be intercepting; if the host was reinstalled, fix known_hosts)"
-            ) from None
-        except paramiko.PasswordRequiredException:
-            client.close()
-            raise BackendError(f"host {host.label()}: authentication failed: {key_text} is "
-                               "encrypted; load it into ssh-agent and give no key") from None
-        except paramiko.AuthenticationException as exc:
-            client.close()
-            raise BackendError(f"host {host.label()}: authentication failed for user "
-                               f"{host.user} with {key_text} ({exc})") from None
-        except socket.gaierror as exc:
-            client.close()
-            raise BackendError(f"host {host.label()}: unreachable: cannot resolve "
-                               f"{host.address} ({exc.strerror})") from None
-        except TimeoutError:
-            client.close()
-            raise BackendError(f"host {host.label()}: unreachable: no answer within "
-                               f"{self.connect_timeout:g} s") from None
-        except paramiko.ssh_exception.NoValidConnectionsError as exc:
-            client.close()
-            reasons = {e.strerror or str(e) for e in exc.errors.values()}
-            raise BackendError(f"host {host.label()}: unreachable: "
-                               f"{', '.join(sorted(reasons)).lower()}") from None
-        except paramiko.SSHException as exc:
-            client.close()
-            raise BackendError(f"host {host.label()}: unreachable: the SSH handshake failed "
-                               f"({exc})") from None
-        except OSError as exc:
-            client.close()
-            raise BackendError(f"host {host.label()}: unreachable: "
-                               f"{(exc.strerror or str(exc)).lower()}") from None
-        transport = client.get_transport()
-        if transport is not None:
-            # A host that vanishes is noticed within seconds, not at the next TCP timeout.
-            transport.set_keepalive(KEEPALIVE_S)
-        return client
-
-    def _client(self, node: str) -> Any:
-        conn = self._conns[node]
-        with conn.lock:
-            if not conn.alive():
-                conn.drop()
-                conn.client = self._connect(node)
-            return conn.client
-
-    def _exec_once(self, node: str, command: str, timeout: float) -> Result:
-        paramiko = _paramiko()
-        client = self._client(node)
-        deadline = time.monotonic() + timeout + LOCAL_GRACE_S
-        try:
-            transport = client.get_transport()
-            if transport is None:
-                raise ConnectionLost("not connected")
-            chan = transport.open_session(timeout=self.connect_timeout)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise ConnectionLost(str(exc) or type(exc).__name__) from None
-        try:
-            chan.exec_command(command)
-            chan.shutdown_write()  # no input: a command that reads stdin sees EOF at once
-            code, out, err = read_channel(chan, deadline)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise ConnectionLost(str(exc) or type(exc).__name__) from None
-        finally:
-            chan.close()
-        if code == -1 and not transport.is_active():
-            raise ConnectionLost("the connection dropped while the command ran")
-        return Result(code, out.decode(errors="replace"), err.decode(errors="replace"))
-
     def run(self, node: str, script: str, *, root: bool = False,
             timeout: float | None = None, retry: bool = True) -> Result:
         """Run a shell script on the node's host (as root when asked: directly, or with sudo -n)
@@ -553,16 +161,16 @@ class SshBackend(Backend):
         command = netcmds.quote(argv)
         for attempt in (1, 2):
             try:
-                result = self._exec_once(node, command, timeout)
+                result = self.sessions[node].exec_once(command, timeout)
             except ConnectionLost as exc:
-                self._conns[node].drop()
+                self.sessions[node].drop()
                 if attempt == 2 or not retry:
                     raise BackendError(f"host {host.label()}: connection lost ({exc}) and "
                                        "re-opening it did not help") from None
                 continue
             except TimeoutError:
                 # The channel may be wedged: start the next command on a fresh connection.
-                self._conns[node].drop()
+                self.sessions[node].drop()
                 raise BackendError(f"host {host.label()}: a command did not finish within "
                                    f"{timeout:g} s: {script.strip().splitlines()[-1][:100]}"
                                    ) from None
@@ -573,31 +181,10 @@ class SshBackend(Backend):
         raise AssertionError("unreachable")
 
     def sftp_put(self, node: str, data: bytes, remote: str) -> None:
-        self._sftp(node, lambda sftp: sftp.putfo(io.BytesIO(data), remote, confirm=True))
+        self.sessions[node].sftp(lambda sftp: sftp.putfo(io.BytesIO(data), remote, confirm=True))
 
     def sftp_get(self, node: str, remote: str, local: Path) -> None:
-        self._sftp(node, lambda sftp: sftp.get(remote, str(local)))
-
-    def _sftp(self, node: str, fn: Callable[[Any], Any]) -> None:
-        paramiko = _paramiko()
-        host = self.hosts[node]
-        for attempt in (1, 2):
-            client = self._client(node)
-            try:
-                sftp = client.open_sftp()
-                try:
-                    sftp.get_channel().settimeout(self.command_timeout)
-                    fn(sftp)
-                finally:
-                    sftp.close()
-                return
-            except FileNotFoundError:
-                raise
-            except (paramiko.SSHException, EOFError, OSError) as exc:
-                self._conns[node].drop()
-                if attempt == 2:
-                    raise BackendError(f"host {host.label()}: SFTP failed: "
-                                       f"{exc or type(exc).__name__}") from None
+        self.sessions[node].sftp(lambda sftp: sftp.get(remote, str(local)))
 
     # -- probing ---------------------------------------------------------------------------
 
@@ -609,7 +196,8 @@ class SshBackend(Backend):
 
     def _probe_host(self, node: str) -> HostFacts:
         host = self.hosts[node]
-        self._client(node)  # connection trouble is reported as such, not as a failed probe
+        # Connection trouble is reported as such, not as a failed probe.
+        self.sessions[node].connected()
         peer = self._peer_address(node)
         route = f"ip -o route get {netcmds.quote([peer])} 2>/dev/null || true" if peer else ""
         py = netcmds.quote([host.python])
@@ -1001,89 +589,6 @@ class SshBackend(Backend):
             self._torn_down = True
 
     def close_connections(self) -> None:
-        for conn in self._conns.values():
-            with conn.lock:
-                conn.drop()
-
-
-# -- clean -------------------------------------------------------------------------------------
-
-
-def _instances_script(root: str) -> str:
-    """Shell: one tab-separated line per instance directory under root: the directory, its
-    run, its controller, and the pid of its node if one of ours runs."""
-    q = netcmds.quote
-    return (f"R={q([root])}\n"
-            'for D in "$R"/*; do [ -d "$D" ] || continue\n'
-            '  run=$(sed -n 1p "$D/owner" 2>/dev/null); ctl=$(sed -n 2p "$D/owner" 2>/dev/null)\n'
-            '  p=$(cat "$D/node.pid" 2>/dev/null)\n'
-            '  if [ -n "$p" ] && tr "\\000" "\\n" <"/proc/$p/cmdline" 2>/dev/null '
-            '| grep -qxF -- "$D/data"; then :; else p=""; fi\n'
-            '  printf "instance\\t%s\\t%s\\t%s\\t%s\\n" "$D" "$run" "$ctl" "$p"\n'
-            "done\n")
-
-
-def _remove_instance_script(base: str, pid: str) -> str:
-    q = netcmds.quote
-    stop = ""
-    if pid:
-        # The pid is checked again: the node may have exited (and its pid been reused) since.
-        stop = (f"D={q([base])}; p={q([pid])}\n"
-                'ours() { tr "\\000" "\\n" <"/proc/$p/cmdline" 2>/dev/null '
-                '| grep -qxF -- "$D/data"; }\n'
-                'if ours; then kill -CONT "$p"; kill -KILL "$p"; fi\n'
-                'i=0; while ours && [ "$i" -lt 100 ]; do i=$((i+1)); sleep 0.03; done\n'
-                "! ours || exit 4\n")
-    return stop + f"rm -rf {q([base])}\n"
-
-
-def clean_ssh(hosts: str, run_id: str | None = None, known_hosts: str | None = None,
-              ssh_key: str | None = None) -> list[str]:
-    """`harness clean --hosts`: on every host, stop the nodes and remove the directories that
-    runs left behind (one run's, or every run's whose controller on this machine is gone), and
-    our firewall chain once no instance is left there. Instances whose controller runs on
-    another machine are kept: we cannot tell whether it is alive. Returns what was done."""
-    host_list = parse_hosts(hosts)
-    # Node ids only to address the hosts; a named host keeps its name as its label.
-    ids = [f"host{i}" for i in range(1, len(host_list) + 1)]
-    backend = SshBackend(ids, Path("."), [], "clean", hosts=host_list, known_hosts=known_hosts,
-                         ssh_key=ssh_key)
-    try:
-        backend.capabilities()
-
-        def one(node: str) -> list[str]:
-            label = backend.hosts[node].label()
-            root = backend.remote_root(node)
-            res = backend.run(node, _instances_script(root))
-            if res.code != 0:
-                raise BackendError(f"host {label}: listing {root} failed: {res.text()}")
-            done, kept = [], 0
-            for line in res.out.splitlines():
-                fields = line.split("\t")
-                if fields[0] != "instance" or len(fields) != 5:
-                    continue
-                base, run, controller, pid = fields[1:]
-                leftover = (run == run_id if run_id is not None
-                            else not controller_alive(controller))
-                if not leftover:
-                    kept += 1
-                    continue
-                res = backend.run(node, _remove_instance_script(base, pid))
-                if res.code != 0:
-                    raise BackendError(f"host {label}: removing {base} failed: {res.text()}")
-                done.append(f"ssh {label}: " + (f"killed node pid {pid}, " if pid else "")
-                            + f"removed {base}" + (f" (run {run})" if run else ""))
-            if not kept and backend.facts[node].root:
-                res = backend.run(node, netcmds.cleanup_script(manage_qdisc=False)
-                                  + f"rmdir {netcmds.quote([root])} 2>/dev/null || true\n",
-                                  root=True)
-                if res.code != 0:
-                    raise BackendError(f"host {label}: removing the firewall chain failed: "
-                                       f"{res.text()}")
-            return done
-
-        results = _parallel(one, ids)
-        _raise_first(results)
-        return [line for node in ids for line in results[node]]  # type: ignore[union-attr]
-    finally:
-        backend.close_connections()
+        for session in self.sessions.values():
+            with session.lock:
+                session.drop()

@@ -2,11 +2,12 @@
 
 The linearizability entry points:
 
-- `checkers.history.load(path, fmt=None) -> list[dict]`: a history file's ops (DESIGN.md shape).
+- `checkers.formats.load(path, fmt=None) -> list[dict]`: a history file's ops (DESIGN.md shape).
 - `checkers.linearizability.check(ops, model="cas-register", *, time_limit=60.0,
   memory_limit_mb=1024) -> dict`.
 """
 
-from checkers.history import History, HistoryError, Operation, load, pair, read
+from checkers.formats import load, read
+from checkers.history import History, HistoryError, Operation, pair
 
 __all__ = ["History", "HistoryError", "Operation", "load", "pair", "read"]

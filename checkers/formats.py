@@ -34,6 +34,11 @@ for _tag in ("jepsen.history.Op", "knossos.op.Op"):
     edn_format.add_tag(_tag, lambda m: m)
 
 
+def load(path: str | Path, fmt: str | None = None) -> list[dict]:
+    """Ops of a history file in the DESIGN.md JSONL shape (see `read` for formats)."""
+    return read(path, fmt).ops
+
+
 def read(path: str | Path, fmt: str | None = None) -> History:
     """Read and normalize a history file. Raises HistoryError naming the file and line."""
     p = str(path)

@@ -16,7 +16,6 @@ failed cas; nothing ever guesses it from an error name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 OP_TYPES = ("invoke", "ok", "fail", "info")
@@ -237,16 +236,3 @@ def pair(ops: list[dict]) -> list[Operation]:
         o.ret = pos
         o.output = op.get("value")
     return out
-
-
-def load(path: str | Path, fmt: str | None = None) -> list[dict]:
-    """Ops of a history file in the DESIGN.md JSONL shape (see `read` for formats)."""
-    return read(path, fmt).ops
-
-
-def read(path: str | Path, fmt: str | None = None) -> History:
-    """Read a history file; `fmt` is jsonl, edn, porcupine, porcupine-etcd, porcupine-kv or
-    None to detect it from the name and content."""
-    from checkers import formats
-
-    return formats.read(path, fmt)

@@ -9,7 +9,8 @@ import random
 import pytest
 
 from checkers import formats, linearizability
-from checkers.history import HistoryError, load, read
+from checkers.formats import load, read
+from checkers.history import HistoryError
 
 from .histgen import simulated_history
 

@@ -1,7 +1,7 @@
-"""The `harness` command: one subcommand per module, each with `add_arguments` and `run`.
+"""Deploy a cluster, drive clients under faults, and check what happened.
 
-Subcommand modules are imported lazily so that `harness check` works without the plotting
-stack loaded and a broken optional backend never stops the other commands.
+`harness COMMAND --help` explains each command. Exit status: 0 valid, 1 invalid, 2 unknown,
+3 bad input or a harness failure, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from importlib import metadata
 
-# name -> (module, one-line help)
+# name -> (module, one-line help). A command's module is imported only when it runs, so that
+# `harness check` never loads the plotting stack and a broken optional backend stops no other
+# command.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("harness.commands.run",
             "deploy a cluster, drive clients under faults, check the history"),
@@ -35,32 +38,53 @@ class _Parser(argparse.ArgumentParser):
         self.exit(3, f"{self.prog}: error: {message}\n")
 
 
+def version() -> str:
+    try:
+        return metadata.version("paxos-harness")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="harness", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name, (module_name, help_text) in COMMANDS.items():
-        sp = sub.add_parser(name, help=help_text, description=help_text)
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            sp.set_defaults(_missing=module_name)
-            continue
-        module.add_arguments(sp)
-        sp.set_defaults(_run=module.run)
+    """The top-level parser: a command name and its arguments, parsed later by the command."""
+    listing = "\n".join(f"  {name:<12} {help_text}" for name, (_, help_text) in COMMANDS.items())
+    parser = _Parser(prog="harness", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     usage="harness [-h] [--version] COMMAND ...",
+                     epilog=f"commands:\n{listing}")
+    parser.add_argument("--version", action="version", version=f"harness {version()}")
+    parser.add_argument("command", nargs="?", metavar="COMMAND", choices=list(COMMANDS),
+                        help="one of the commands below")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def command_parser(name: str) -> argparse.ArgumentParser | None:
+    """The parser of one command, its module imported now; None if the module is missing."""
+    module_name, help_text = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return None
+    parser = _Parser(prog=f"harness {name}", description=help_text)
+    module.add_arguments(parser)
+    parser.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
+    top = build_parser().parse_args(argv)
+    if top.command is None:
+        build_parser().print_help()
         return 3
-    if getattr(args, "_missing", None):
-        print(f"harness {args.command}: not available in this build", file=sys.stderr)
+    parser = command_parser(top.command)
+    if parser is None:
+        print(f"harness {top.command}: not available in this build", file=sys.stderr)
         return 3
+    args = parser.parse_args(top.args)
+    args.command = top.command
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

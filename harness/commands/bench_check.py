@@ -26,8 +26,8 @@ _SUFFIXES = (".log", ".txt", ".jsonl", ".edn")
 
 
 def _default_corpus() -> Path:
-    # the repository's sibling shared/ folder (../shared/corpora/porcupine)
-    return Path(__file__).resolve().parents[3] / "shared" / "corpora" / "porcupine"
+    # The corpus is test data of the source repository, not part of an installed package.
+    return Path(__file__).resolve().parents[2] / "tests" / "corpora" / "porcupine"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +87,10 @@ def _check(hist: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.dirs and not (_default_corpus() / "EXPECTED.csv").is_file():
+        print("harness bench-check: no DIR given, and this installation has no default corpus "
+              "(it is tests/corpora/porcupine in the source repository)", file=sys.stderr)
+        return 3
     targets = [Path(d) for d in args.dirs] or [_default_corpus()]
     for t in targets:
         if not t.exists():

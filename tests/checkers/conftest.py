@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO.parent / "shared" / "corpora" / "porcupine"
+CORPUS = REPO / "tests" / "corpora" / "porcupine"
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from harness.run.config import ConfigError, RunConfig
+from harness.run.config import ConfigError, RunConfig, check_name
 
 MATRIX_KEYS = {"workloads", "nemeses", "nodes", "seeds", "bugs", "expect", "checker",
                "time-limit", "name", "options"}
@@ -37,11 +37,20 @@ class Entry:
 
 
 def _line_of(text: str, key: str, after: int = 0) -> int:
-    """1-based line where `key =` first appears after line `after` (0 if not found)."""
-    for number, line in enumerate(text.splitlines(), 1):
-        if number > after and line.strip().split("=")[0].strip().strip('"') == key:
-            return number
-    return 0
+    """1-based line where `key =` first appears in the table that starts after line `after`,
+    else anywhere before the first [[matrix]] (the defaults); 0 if not found."""
+    lines = text.splitlines()
+
+    def find(first: int, stop_at_table: bool) -> int:
+        for number, line in enumerate(lines[first:], first + 1):
+            stripped = line.strip()
+            if stop_at_table and number > first + 1 and stripped.startswith("["):
+                return 0
+            if stripped.split("=")[0].strip().strip('"') == key:
+                return number
+        return 0
+
+    return (find(after - 1, True) if after else 0) or find(0, True) or find(after, False)
 
 
 def _option_name(key: str) -> str:
@@ -52,41 +61,77 @@ def _as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
+# Which campaign key an option's error is about (the axes are plural in a campaign file).
+_AXIS_KEYS = {"--workload": "workloads", "--nemesis": "nemeses", "--nodes": "nodes",
+              "--seed": "seeds", "--bug": "bugs", "--bug-node": "bug-nodes"}
+
+
+def _key_of(message: str) -> str | None:
+    words = [w.strip("(),:'") for w in message.split() if w.startswith(("--", "(--"))]
+    if words:
+        return _AXIS_KEYS.get(words[0], words[0][2:])
+    # "unknown bug 'x'", "unknown nemesis 'y'", ...
+    return next((key for word, key in (("workload", "workloads"), ("nemesis", "nemeses"),
+                                       ("bug", "bugs"), ("node", "nodes")) if word in message),
+                None)
+
+
 def load(path: Path, seeds: list[int] | None = None) -> tuple[str, list[Entry]]:
-    """Parse and validate a campaign; raises CampaignError naming the file and line.
-    `seeds`, if given, replaces every entry's seeds (the same campaign on fresh schedules)."""
+    """Parse and validate a campaign; raises CampaignError with every problem found, one line
+    each, naming the file and line. `seeds`, if given, replaces every entry's seeds (the same
+    campaign on fresh schedules)."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise CampaignError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CampaignError(f"{path}: not a TOML file (not UTF-8 text)") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise CampaignError(f"{path}: {exc}") from None
+    errors: list[str] = []
 
-    def fail(message: str, key: str | None = None, after: int = 0) -> CampaignError:
+    def fail(message: str, key: str | None = None, after: int = 0) -> None:
         line = _line_of(text, key, after) if key else 0
         where = f"{path} line {line}" if line else str(path)
-        return CampaignError(f"{where}: {message}")
+        error = f"{where}: {message}"
+        if error not in errors:
+            errors.append(error)
+
+    def done() -> None:
+        if errors:
+            raise CampaignError("\n".join(errors))
 
     unknown_top = set(data) - {"campaign", "matrix"}
-    if unknown_top:
-        key = sorted(unknown_top)[0]
-        raise fail(f"unknown table {key!r} (expected [campaign] and [[matrix]])", key)
-    defaults = dict(data.get("campaign", {}))
-    name = str(defaults.pop("name", Path(path).stem))
+    for key in sorted(unknown_top):
+        fail(f"unknown table {key!r} (expected [campaign] and [[matrix]])", key)
+    defaults = data.get("campaign", {})
+    matrices = data.get("matrix", [])
+    if not isinstance(defaults, dict):
+        fail("campaign must be a table ([campaign])", "campaign")
+        defaults = {}
+    if not isinstance(matrices, list) or not all(isinstance(m, dict) for m in matrices):
+        fail("matrix must be a list of tables ([[matrix]] entries)", "matrix")
+        matrices = []
+    elif not matrices:
+        fail("no [[matrix]] entries")
+    defaults = dict(defaults)
+    name = defaults.pop("name", Path(path).stem)
+    try:
+        check_name(name, "campaign name")
+    except ConfigError as exc:
+        fail(str(exc), "name")
     option_names = {f.name for f in fields(RunConfig)}
     for key in defaults:
         if _option_name(key) not in option_names:
-            raise fail(f"unknown key {key!r} in [campaign]", key)
-    matrices = data.get("matrix", [])
-    if not matrices:
-        raise fail("no [[matrix]] entries")
+            fail(f"unknown key {key!r} in [campaign]", key)
     entries: list[Entry] = []
     matrix_line = 0
     for number, matrix in enumerate(matrices, 1):
         matrix_line = next((i for i, line in enumerate(text.splitlines(), 1)
                             if line.strip() == "[[matrix]]" and i > matrix_line), matrix_line)
+        before = len(errors)
         overrides = {}
         for key in matrix:
             if key in MATRIX_KEYS:
@@ -94,44 +139,59 @@ def load(path: Path, seeds: list[int] | None = None) -> tuple[str, list[Entry]]:
             if _option_name(key) in option_names and _option_name(key) not in AXES:
                 overrides[key] = matrix[key]
                 continue
-            raise fail(f"unknown key {key!r} in [[matrix]] #{number}", key, matrix_line)
+            fail(f"unknown key {key!r} in [[matrix]] #{number}", key, matrix_line)
         expect = matrix.get("expect", "valid")
         if expect not in ("valid", "invalid"):
-            raise fail(f"expect must be 'valid' or 'invalid', not {expect!r}", "expect",
-                       matrix_line)
+            fail(f"expect must be 'valid' or 'invalid', not {expect!r}", "expect", matrix_line)
         checker = matrix.get("checker")
+        if checker is not None and not isinstance(checker, str):
+            fail(f"checker must be a checker's name, not {checker!r}", "checker", matrix_line)
         if expect == "invalid" and not checker:
-            raise fail("expect = 'invalid' needs the checker that must flag it", "expect",
-                       matrix_line)
-        options = {_option_name(k): v
-                   for k, v in {**defaults, **overrides, **matrix.get("options", {})}.items()}
+            fail("expect = 'invalid' needs the checker that must flag it", "expect",
+                 matrix_line)
+        label = matrix.get("name")
+        if label is not None:
+            try:
+                check_name(label, "name")
+            except ConfigError as exc:
+                fail(str(exc), "name", matrix_line)
+        extra = matrix.get("options", {})
+        if not isinstance(extra, dict):
+            fail("options must be a table", "options", matrix_line)
+            extra = {}
+        options = {_option_name(k): v for k, v in {**defaults, **overrides, **extra}.items()}
         for key in options:
             if key not in option_names:
-                raise fail(f"unknown run option {key!r}", key.replace("_", "-"), matrix_line)
+                fail(f"unknown run option {key!r}", key.replace("_", "-"), matrix_line)
+        if len(errors) > before:
+            continue
         if "time-limit" in matrix:
             options["time_limit"] = matrix["time-limit"]
-        bug_sets = [_as_list(b) if b else [] for b in _as_list(matrix.get("bugs", [[]]))]
-        if matrix.get("bugs") and all(isinstance(b, str) for b in matrix["bugs"]):
-            bug_sets = [[b] for b in matrix["bugs"]]
-        combos = itertools.product(
+        raw_bugs = matrix.get("bugs", [[]])
+        bug_sets = [_as_list(b) if b else [] for b in _as_list(raw_bugs)]
+        if matrix.get("bugs") and all(isinstance(b, str) for b in _as_list(raw_bugs)):
+            bug_sets = [[b] for b in _as_list(raw_bugs)]
+        combos = list(itertools.product(
             _as_list(matrix.get("workloads", options.get("workload", "register"))),
             _as_list(matrix.get("nemeses", options.get("nemesis", "partition,pause,kill"))),
             _as_list(matrix.get("nodes", options.get("nodes", 3))),
             seeds or _as_list(matrix.get("seeds", options.get("seed", 1))),
             bug_sets,
-        )
+        ))
+        if not combos:
+            fail(f"[[matrix]] #{number} expands to no runs (an empty list)", None, matrix_line)
         for workload, nemesis, nodes, seed, bugs in combos:
             config = RunConfig(**{**options, "workload": workload, "nemesis": nemesis,
-                                  "nodes": nodes, "seed": seed, "bugs": list(bugs)})
+                                  "nodes": nodes, "seed": seed,
+                                  "bugs": bugs if isinstance(bugs, list) else [bugs]})
             try:
                 config.validate()
-            except (ConfigError, TypeError) as exc:
-                key = {"workload": "workloads", "nemesis": "nemeses", "bug": "bugs",
-                       "node": "nodes"}
-                guess = next((v for k, v in key.items() if k in str(exc)), None)
-                raise fail(str(exc), guess, matrix_line) from None
-            label = matrix.get("name") or config.test_name()
-            entries.append(Entry(config, expect, checker, f"{label}-s{seed}"))
+            except ConfigError as exc:
+                fail(str(exc), _key_of(str(exc)), matrix_line)
+                continue
+            entries.append(Entry(config, expect, checker,
+                                 f"{label or config.test_name()}-s{seed}"))
+    done()
     return name, entries
 
 

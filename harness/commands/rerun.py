@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.report.summary import print_summary
-    from harness.run.controller import execute
+    from harness.run.controller import RunRefused, execute
 
     path = Path(args.run_dir) / "config.json"
     try:
@@ -32,6 +32,10 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"harness rerun: {path}: {exc}", file=sys.stderr)
         return 3
-    outcome = execute(config, progress=not args.quiet)
+    try:
+        outcome = execute(config, progress=not args.quiet)
+    except RunRefused as exc:
+        print(f"harness rerun: {exc}", file=sys.stderr)
+        return 3
     print_summary(outcome)
     return outcome.exit_code

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.report.summary import print_summary
-    from harness.run.controller import execute
+    from harness.run.controller import RunRefused, execute
 
     config = config_from_args(args)
     try:
@@ -24,6 +24,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"harness run: {exc}", file=sys.stderr)
         return 3
     config.with_seed()
-    outcome = execute(config, progress=not args.quiet)
+    try:
+        outcome = execute(config, progress=not args.quiet)
+    except RunRefused as exc:
+        print(f"harness run: {exc}", file=sys.stderr)
+        return 3
     print_summary(outcome)
     return outcome.exit_code

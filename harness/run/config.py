@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -15,6 +16,88 @@ from workloads import WORKLOADS
 
 class ConfigError(ValueError):
     """Bad configuration: a one-line message, exit status 3."""
+
+
+# The range of every numeric option: outside it a run is refused before anything starts.
+RANGES: dict[str, tuple[float, float]] = {
+    "nodes": (1, 9),
+    "time_limit": (5, 7 * 86400),
+    "concurrency": (1, 1000),
+    "rate": (0, 1_000_000),
+    "seed": (0, 2**63 - 1),  # config.json readers that parse into int64 can hold it
+    "nemesis_interval": (0.05, 86400),
+    "op_timeout": (0.01, 3600),
+    "election_timeout_ms": (10, 600_000),
+    "heartbeat_ms": (1, 600_000),
+    "delay_ms": (0, 600_000),
+    "snapshot_every": (1, 10**9),
+    "disk_delay_ms": (0, 600_000),
+    "base_port": (0, 65535),
+}
+# A longer schedule is surely a mistake (a tiny interval), and planning it would take minutes.
+MAX_FAULTS_PER_KIND = 20_000
+NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-=@")
+
+
+def option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_name(name: str, what: str) -> None:
+    """A test or campaign name is one directory of the store: never a path out of it."""
+    if not isinstance(name, str) or not name or len(name) > 120 or name.startswith(".") \
+            or not set(name) <= NAME_CHARS:
+        raise ConfigError(f"{what} {name!r} must be 1 to 120 letters, digits and _.+-=@, not "
+                          "starting with a dot (it names a directory of the store)")
+
+
+def check_types(config: RunConfig) -> None:
+    """Every field of the type it is declared with (config.json and campaign files are
+    JSON and TOML, so anything may come in)."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        optional = "None" in kind
+        if value is None and optional:
+            continue
+        base = kind.replace(" | None", "")
+        ok = {
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "float": isinstance(value, int | float) and not isinstance(value, bool),
+            "str": isinstance(value, str),
+            "bool": isinstance(value, bool),
+            "list[str]": isinstance(value, list) and all(isinstance(v, str) for v in value),
+        }.get(base, True)
+        if not ok:
+            raise ConfigError(f"{option(f.name)} must be {TYPE_WORDS.get(base, base)}, not "
+                              f"{value!r}"[:200])
+        if base == "float":
+            setattr(config, f.name, float(value))
+
+
+TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
+              "list[str]": "a list of strings"}
+
+
+def check_node_args(extra: list[str]) -> None:
+    """Extra node arguments parsed as the node parses them, so a bad one is refused here rather
+    than by every node after the cluster started."""
+    from node import cli as node_cli
+
+    def refuse(message: str) -> None:
+        raise ConfigError(f"--node-arg {' '.join(extra)}: the node refuses it: {message}")
+
+    parser = node_cli.build_parser()
+    parser.error = refuse  # type: ignore[method-assign]
+    base = ["--id", "n1", "--listen", "127.0.0.1:1", "--data-dir", "x"]
+    try:
+        node_cli._validate(parser.parse_args([*base, *extra]))
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        refuse(str(exc))
+    except SystemExit:
+        refuse("it asks for the node's help")
 
 
 @dataclass
@@ -69,28 +152,43 @@ class RunConfig:
         return {"warmup": warmup, "faults": faults, "recovery": recovery}
 
     def validate(self) -> None:
+        """Refuse a configuration that cannot run as asked: a ConfigError with one line."""
+        check_types(self)
+        for name, (low, high) in RANGES.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{option(name)} must be a finite number, not {value}")
+            if not low <= value <= high:
+                raise ConfigError(f"{option(name)} must be between {low} and {high}, "
+                                  f"not {value:g}")
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown backend {self.backend!r}; choose one of "
                               f"{', '.join(BACKENDS)}")
         if self.workload not in WORKLOADS:
             raise ConfigError(f"unknown workload {self.workload!r}; choose one of "
                               f"{', '.join(WORKLOADS)}")
+        if not [part for part in self.nemesis.split(",") if part.strip()]:
+            raise ConfigError(f"--nemesis {self.nemesis!r} names no fault; say `none` for a run "
+                              "without faults")
         try:
             self.nemesis_kinds()
         except NemesisError as exc:
             raise ConfigError(str(exc)) from None
-        if not 1 <= self.nodes <= 9:
-            raise ConfigError(f"--nodes must be between 1 and 9, not {self.nodes}")
-        if self.time_limit < 5:
-            raise ConfigError(f"--time-limit must be at least 5 seconds, not {self.time_limit:g}")
-        if self.concurrency < 1:
-            raise ConfigError(f"--concurrency must be at least 1, not {self.concurrency}")
-        if self.rate < 0:
-            raise ConfigError(f"--rate must be 0 (unlimited) or more, not {self.rate:g}")
-        if self.snapshot_every < 1:
-            raise ConfigError("--snapshot-every must be at least 1")
-        if self.op_timeout <= 0:
-            raise ConfigError("--op-timeout must be positive")
+        if self.heartbeat_ms >= self.election_timeout_ms:
+            raise ConfigError(f"--heartbeat-ms ({self.heartbeat_ms}) must be below "
+                              f"--election-timeout-ms ({self.election_timeout_ms})")
+        faults = self.phase_durations()["faults"]
+        if faults / self.nemesis_interval > MAX_FAULTS_PER_KIND:
+            raise ConfigError(f"--nemesis-interval {self.nemesis_interval:g} over "
+                              f"{faults:g} s of faults plans more than {MAX_FAULTS_PER_KIND} "
+                              "faults per kind; give a longer interval or a shorter run")
+        if self.base_port and self.base_port + self.nodes > 65535:
+            raise ConfigError(f"--base-port {self.base_port} leaves no port for node "
+                              f"n{self.nodes} (BASE+i must be at most 65535)")
+        if self.name is not None:
+            check_name(self.name, "--name")
         for node in self.bug_nodes:
             if node not in self.node_ids():
                 raise ConfigError(f"--bug-node {node!r} is not one of {', '.join(self.node_ids())}")
@@ -101,6 +199,8 @@ class RunConfig:
             for bug in self.bugs:
                 if bug not in known:
                     raise ConfigError(f"unknown bug {bug!r}; the node knows: {', '.join(known)}")
+        if self.node_args:
+            check_node_args(self.node_args)
         if self.backend == "ssh" and not self.hosts:
             raise ConfigError("--backend ssh needs --hosts FILE or a comma list of hosts")
 

@@ -77,7 +77,7 @@ class Controller:
         self.durations = durations
         self.plan = plan(parse_spec(config.nemesis), durations["faults"],
                          config.nemesis_interval, self.nemesis_rng)
-        self.history = HistoryRecorder(run_dir / "history.jsonl")
+        self.history: HistoryRecorder | None = None  # opened once the run directory exists
         self.phases: list[dict[str, Any]] = []
         self.samples: list[dict[str, Any]] = []
         self.phase = "setup"
@@ -213,11 +213,20 @@ class Controller:
             log = await self.fetch_log(node)
             (node_dir / "log.json").write_text(json.dumps(log))
 
+    def preflight(self) -> None:
+        """The backend, asked whether it can run what the configuration asks (BackendError)."""
+        self.backend = make_backend(self.config.backend, **self.backend_options())
+        self.backend.probe(capabilities(parse_spec(self.config.nemesis)))
+
+    def open_history(self) -> None:
+        self.history = HistoryRecorder(self.run_dir / "history.jsonl")
+
+    def history_close(self) -> None:
+        if self.history is not None:
+            self.history.close()
+
     async def lifecycle(self) -> None:
         config = self.config
-        self.backend = make_backend(
-            config.backend, **self.backend_options())
-        self.backend.probe(capabilities(parse_spec(config.nemesis)))
         progress = asyncio.ensure_future(self.progress_line()) if self.progress else None
         try:
             await asyncio.to_thread(self.backend.setup)
@@ -304,13 +313,29 @@ class Controller:
             await asyncio.to_thread(self.backend.teardown)
 
 
+class RunRefused(Exception):
+    """The run cannot start as configured (the backend cannot do what it asks, a package is
+    missing, the store cannot be written): nothing was started and nothing written."""
+
+
 def execute(config: RunConfig, progress: bool = True) -> RunOutcome:
-    """Run one test end to end and write its run directory."""
-    run_dir = store.new_run_dir(Path(config.store), config.test_name())
-    (run_dir / "config.json").write_text(json.dumps(config.to_json(), indent=1))
+    """Run one test end to end and write its run directory. Raises RunRefused, before anything
+    starts or is written, when the run cannot start."""
+    run_dir = store.next_run_dir(Path(config.store), config.test_name())
     controller = Controller(config, run_dir, progress)
-    (run_dir / "plan.json").write_text(json.dumps([f.to_dict() for f in controller.plan],
-                                                  indent=1))
+    try:
+        controller.preflight()
+    except BackendError as exc:
+        raise RunRefused(str(exc)) from None
+    try:
+        store.create_run_dir(run_dir)
+        controller.open_history()
+        store.write_json(run_dir / "config.json", config.to_json())
+        store.write_json(run_dir / "plan.json", [f.to_dict() for f in controller.plan])
+    except OSError as exc:
+        controller.history_close()
+        raise RunRefused(f"cannot write the run directory {run_dir}: "
+                         f"{exc.strerror or exc}") from None
     harness_error: str | None = None
     interrupted = False
 
@@ -320,6 +345,8 @@ def execute(config: RunConfig, progress: bool = True) -> RunOutcome:
             await controller.lifecycle()
         except (HarnessError, BackendError) as exc:
             harness_error = str(exc)
+        except OSError as exc:
+            harness_error = f"the controller failed: {exc}"
         finally:
             try:
                 await controller.collect_and_teardown()
@@ -327,9 +354,9 @@ def execute(config: RunConfig, progress: bool = True) -> RunOutcome:
                 harness_error = harness_error or f"teardown failed: {exc}"
 
     def terminated(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt  # SIGTERM tears down like Ctrl-C
+        raise KeyboardInterrupt  # SIGTERM and SIGHUP tear down like Ctrl-C
 
-    previous = signal.signal(signal.SIGTERM, terminated)
+    previous = {sig: signal.signal(sig, terminated) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
@@ -338,11 +365,16 @@ def execute(config: RunConfig, progress: bool = True) -> RunOutcome:
         if controller.backend is not None:
             controller.backend.teardown()
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        controller.history.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        controller.history_close()
         controller.end_phases()
-        (run_dir / "phases.json").write_text(json.dumps(controller.phases, indent=1))
-        (run_dir / "status-samples.json").write_text(json.dumps(controller.samples))
+        try:
+            store.write_json(run_dir / "phases.json", controller.phases)
+            store.write_json(run_dir / "status-samples.json", controller.samples)
+        except OSError as exc:
+            harness_error = harness_error or f"cannot write the run directory: {exc}"
     results = store.analyze_and_write(run_dir, harness_error=harness_error,
                                       incomplete=interrupted)
-    return RunOutcome(run_dir, results, harness_error, interrupted)
+    return RunOutcome(run_dir, results, harness_error or results.get("harness_error"),
+                      interrupted)

@@ -11,7 +11,8 @@ from typing import Any
 from harness.report.analysis import analyze, merge_valid
 
 
-def new_run_dir(store: Path, test_name: str) -> Path:
+def next_run_dir(store: Path, test_name: str) -> Path:
+    """The path of a new run's directory (not created yet)."""
     # Microseconds: the directory name is also the run id that marks the run's processes and
     # containers, so two runs started in the same second must not share it.
     stamp = datetime.now().strftime("%Y%m%dT%H%M%S.%f")
@@ -21,20 +22,30 @@ def new_run_dir(store: Path, test_name: str) -> Path:
     while run_dir.exists():
         suffix += 1
         run_dir = base / f"{stamp}-{suffix}"
+    return run_dir
+
+
+def create_run_dir(run_dir: Path) -> None:
+    """Create the run's directory and point the store's `latest` at it."""
+    store = run_dir.parent.parent
     run_dir.mkdir(parents=True)
-    latest = Path(store) / "latest"
-    tmp = Path(store) / f".latest-{os.getpid()}"
+    latest = store / "latest"
+    tmp = store / f".latest-{os.getpid()}"
     if tmp.is_symlink():
         tmp.unlink()
     tmp.symlink_to(run_dir.relative_to(store))
     os.replace(tmp, latest)
-    return run_dir
 
 
 def write_json(path: Path, data: Any) -> None:
+    """Write a JSON file whole or not at all (no temporary file is left behind)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=1, default=str))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def analyze_and_write(run_dir: Path, harness_error: str | None = None,
@@ -48,7 +59,13 @@ def analyze_and_write(run_dir: Path, harness_error: str | None = None,
     if incomplete:
         results["incomplete"] = True
         results["valid"] = merge_valid([results["valid"], "unknown"])
-    write_json(run_dir / "results.json", results)
+    try:
+        write_json(run_dir / "results.json", results)
+    except (OSError, ValueError) as exc:
+        results["harness_error"] = (results.get("harness_error") or
+                                    f"cannot write results.json: {exc}")
+        results["valid"] = merge_valid([results["valid"], "unknown"])
+        return results
     try:
         from harness.report.pages import write_report
     except ModuleNotFoundError:
@@ -57,5 +74,8 @@ def analyze_and_write(run_dir: Path, harness_error: str | None = None,
         write_report(run_dir, results)
     except Exception as exc:  # noqa: BLE001 - a broken report must not hide the verdict
         results["report_error"] = f"{type(exc).__name__}: {exc}"
-        write_json(run_dir / "results.json", results)
+        try:
+            write_json(run_dir / "results.json", results)
+        except (OSError, ValueError):
+            pass
     return results

@@ -52,6 +52,28 @@ class HistoryError(ValueError):
         return f"{where}: {self.message}" if where else self.message
 
 
+class LimitReached(Exception):
+    """Reading a history went past its time or memory budget: its verdict is unknown."""
+
+
+# Deeper values are surely not a history's, and would exhaust the stack of whoever walks them.
+MAX_VALUE_DEPTH = 64
+
+
+def value_depth(v: Any, limit: int = MAX_VALUE_DEPTH) -> int:
+    """How deeply lists and maps nest in v (iterative; stops counting past limit)."""
+    deepest, stack = 0, [(v, 0)]
+    while stack:
+        x, d = stack.pop()
+        if isinstance(x, list | tuple | dict):
+            if d + 1 > deepest:
+                deepest = d + 1
+                if deepest > limit:
+                    return deepest
+            stack.extend((y, d + 1) for y in (x.values() if isinstance(x, dict) else x))
+    return deepest
+
+
 @dataclass
 class History:
     """A history read from a file, with what the file's format says about how to check it."""
@@ -161,6 +183,11 @@ def validate_op(op: Any, index: int) -> None:
         raise HistoryError("op has no process", index=index)
     if not isinstance(op.get("f"), str):
         raise HistoryError(f"op has no function name (f), got {op.get('f')!r}", index=index)
+    for name, field_value in op.items():
+        if isinstance(field_value, list | tuple | dict) and \
+                value_depth(field_value) > MAX_VALUE_DEPTH:
+            raise HistoryError(f"the op's {name} nests deeper than {MAX_VALUE_DEPTH} levels",
+                               index=index)
 
 
 def pair(ops: list[dict]) -> list[Operation]:

@@ -708,6 +708,10 @@ def _check_paired(
     elif unknown:
         result["valid"] = "unknown"
         result["reason"] = unknown_reason
+    elif not paired:
+        # Nothing passes on nothing.
+        result["valid"] = "unknown"
+        result["reason"] = "the history has no operations"
     if unknown:
         result["unknown_keys"] = unknown
     result["seconds"] = round(time.monotonic() - budget.start, 6)

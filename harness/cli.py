@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from importlib import metadata
 
@@ -90,3 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`). Point stdout at /dev/null so that the interpreter's
+        # last flush does not fail again; 141 is a shell's status for death by SIGPIPE.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as exc:
+        # Harness trouble must never read as a verdict (exit 1 is "invalid"), nor as a
+        # traceback where one line was promised; PAXOS_HARNESS_DEBUG=1 shows the traceback.
+        if os.environ.get("PAXOS_HARNESS_DEBUG"):
+            raise
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())[:400]
+        print(f"harness {top.command}: internal error: {text}", file=sys.stderr)
+        return 3

@@ -7,6 +7,7 @@ format: parsing and validating requests, building replies and error replies. No 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 # A request line longer than this is refused (error 12) and the connection closed: the node must
@@ -78,13 +79,43 @@ def valid_set_element(value: Any) -> bool:
     return _is_int(value) or isinstance(value, str)
 
 
+def _no_constants(name: str) -> Any:
+    # Python's json reads NaN and Infinity, which are not JSON: echoing them back (a request
+    # id, say) would make the reply unreadable to every strict JSON reader.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 reads as inf
+        raise ValueError(f"{text[:20]} is out of range")
+    return value
+
+
 def decode_line(line: bytes) -> Any:
     """JSON-decode one request line; MalformedRequest on anything that is not JSON."""
     try:
         # Decoded here as UTF-8: json.loads on bytes would first guess the encoding.
-        return json.loads(line.decode() if isinstance(line, bytes) else line)
+        return json.loads(line.decode() if isinstance(line, bytes) else line,
+                          parse_constant=_no_constants, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedRequest(f"not JSON: {exc.__class__.__name__}") from None
+
+
+MAX_REQUEST_ID = 256
+
+
+def request_id(obj: Any) -> Any:
+    """The request's id if it can be echoed as it is (null, an int, a string or float of a
+    bounded size), else None."""
+    rid = obj.get("id") if isinstance(obj, dict) else None
+    if rid is None or _is_int(rid) and abs(rid) < 2**63:
+        return rid
+    if isinstance(rid, str) and len(rid) <= MAX_REQUEST_ID:
+        return rid
+    if isinstance(rid, float):
+        return rid
+    return None
 
 
 def parse_request(obj: Any) -> dict[str, Any]:
@@ -168,5 +199,5 @@ def valid_command(cmd: Any) -> bool:
 
 
 def encode(obj: Any) -> bytes:
-    """One wire line."""
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+    """One wire line (strict JSON: no NaN or Infinity)."""
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode() + b"\n"

@@ -30,6 +30,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import errno
 import fcntl
 import functools
 import gc
@@ -596,8 +597,7 @@ class NodeServer:
         rid = None
         try:
             obj = protocol.decode_line(line)
-            if isinstance(obj, dict):
-                rid = obj.get("id")
+            rid = protocol.request_id(obj)
             req = protocol.parse_request(obj)
         except protocol.MalformedRequest as exc:
             conn.send({"id": rid, **protocol.error(protocol.MALFORMED, str(exc))})
@@ -625,8 +625,14 @@ class NodeServer:
         self.kick()
 
     def _fatal(self, exc: BaseException) -> None:
-        tb = "".join(traceback.format_exception(exc)).rstrip().replace("\n", "\n    ")
-        self.log(f"FATAL: internal error, stopping: {tb}")
+        if isinstance(exc, OSError):
+            # The disk, not the code: say which disk and what it said (ENOSPC, EIO, ...).
+            name = errno.errorcode.get(exc.errno or 0, "")
+            self.log(f"FATAL: the data directory {self.opts.data_dir} failed"
+                     f"{' (' + name + ')' if name else ''}: {exc.strerror or exc}; stopping")
+        else:
+            tb = "".join(traceback.format_exception(exc)).rstrip().replace("\n", "\n    ")
+            self.log(f"FATAL: internal error, stopping: {tb}")
         self.dead = True
         self.exit_code = 1
         if self.stopping is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from checkers import formats, models
-from checkers.history import HistoryError
+from checkers.history import HistoryError, LimitReached
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_BAD_INPUT = 0, 1, 2, 3
 
@@ -72,7 +72,11 @@ def check_file(
     t0 = time.monotonic()
     if Path(path).is_dir() and (Path(path) / "history.jsonl").is_file():
         path = str(Path(path) / "history.jsonl")  # a run directory (store/latest)
-    hist = formats.read(path, fmt)
+    try:
+        hist = formats.read(path, fmt, deadline=t0 + time_limit, memory_limit_mb=memory_limit_mb)
+    except LimitReached as exc:
+        return {"valid": "unknown", "reason": str(exc), "ops": 0, "keys": 0, "model": model or "-",
+                "seconds": round(time.monotonic() - t0, 6)}
     name = model or hist.defaults.get("model")
     if name is None:
         name = "kv" if any(op.get("key") is not None for op in hist.ops) else "cas-register"
@@ -81,7 +85,7 @@ def check_file(
         result = linearizability.check(
             hist.ops,
             models.get(name, init),
-            time_limit=time_limit,
+            time_limit=max(0.0, time_limit - (time.monotonic() - t0)),
             memory_limit_mb=memory_limit_mb,
             all_keys=all_keys,
         )

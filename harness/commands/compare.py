@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from checkers.history import HistoryError
 from harness.report.compare import RunNotFound, html_page, load_run, resolve_run, terminal
 
 
@@ -20,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         a = load_run(resolve_run(args.run_a))
         b = load_run(resolve_run(args.run_b))
-    except RunNotFound as exc:
+    except (RunNotFound, HistoryError) as exc:
         print(f"harness compare: {exc}", file=sys.stderr)
         return 3
     print(terminal(a, b))

@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from checkers.history import HistoryError
+    from harness.report.analysis import load_history
     from harness.report.compare import RunNotFound, resolve_run
     from harness.run.store import analyze_and_write
 
@@ -34,6 +36,11 @@ def run(args: argparse.Namespace) -> int:
         return 3
     if not (run_dir / "history.jsonl").exists():
         print(f"harness recheck: {run_dir}: no history.jsonl", file=sys.stderr)
+        return 3
+    try:
+        load_history(run_dir)
+    except HistoryError as exc:
+        print(f"harness recheck: {exc}", file=sys.stderr)
         return 3
     try:
         previous = json.loads((run_dir / "results.json").read_text())

@@ -22,6 +22,10 @@ def run(args: argparse.Namespace) -> int:
     if not store.is_dir():
         print(f"harness serve: {store}: no such store directory", file=sys.stderr)
         return 3
+    if not 0 <= args.port <= 65535:
+        print(f"harness serve: --port must be between 0 and 65535, not {args.port}",
+              file=sys.stderr)
+        return 3
     try:
         server = make_server(store, args.host, args.port, args.quiet)
     except OSError as exc:

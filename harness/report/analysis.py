@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from checkers.history import HistoryError
+
 _RANK = {False: 0, "unknown": 1, True: 2}
 # The order in which checkers are listed and a verdict's reason is chosen.
 ORDER = ("linearizability", "set", "agreement", "exactly-once", "availability")
@@ -35,20 +37,36 @@ def merge_valid(verdicts: list[Any]) -> Any:
 
 
 def load_history(run_dir: Path) -> list[dict]:
-    ops = []
+    """A run's history.jsonl ([] if there is none). A torn last line (a controller killed
+    mid-write) is dropped, everything before it stands; anything else that is not a line of
+    JSON objects raises HistoryError naming the file and line."""
+    path = Path(run_dir) / "history.jsonl"
     try:
-        f = open(Path(run_dir) / "history.jsonl", encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
-        return ops
-    with f:
-        for line in f:
-            line = line.strip()
-            if line:
-                try:
-                    ops.append(json.loads(line))
-                except json.JSONDecodeError:
-                    # A torn last line from a crashed controller; everything before it stands.
-                    break
+        return []
+    except OSError as exc:
+        raise HistoryError(f"cannot read: {exc.strerror or exc}", path=str(path)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HistoryError("not UTF-8 text", line=raw[:exc.start].count(b"\n") + 1,
+                           path=str(path)) from None
+    lines = text.split("\n")
+    ops = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            op = json.loads(line)
+        except (ValueError, RecursionError):
+            if number == len(lines):  # no newline after it: torn
+                break
+            raise HistoryError("not a line of JSON", line=number, path=str(path)) from None
+        if not isinstance(op, dict):
+            raise HistoryError("not an operation (a JSON object)", line=number,
+                               path=str(path))
+        ops.append(op)
     return ops
 
 
@@ -111,7 +129,14 @@ def analyze(run_dir: Path) -> dict[str, Any]:
 
     run_dir = Path(run_dir)
     config = _read_json(run_dir / "config.json", {}) or {}
-    history = load_history(run_dir)
+    if not isinstance(config, dict):
+        config = {}
+    try:
+        history = load_history(run_dir)
+    except HistoryError as exc:
+        reason = f"the history cannot be read: {exc}"
+        return {"valid": "unknown", "reason": reason, "run": {}, "harness_error": reason,
+                "checkers": {}, "perf": {}}
     phases = _read_json(run_dir / "phases.json", []) or []
     samples = _read_json(run_dir / "status-samples.json", []) or []
     logs, statuses = load_nodes(run_dir, config)

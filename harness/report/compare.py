@@ -39,6 +39,8 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     """{"dir", "name", "results", "windows"} of a stored run."""
     try:
         results = json.loads((run_dir / "results.json").read_text())
+        if not isinstance(results, dict):
+            results = {}
     except (OSError, ValueError):
         results = {}
     windows = (results.get("perf") or {}).get("windows")

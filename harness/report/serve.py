@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import urllib.parse
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -105,6 +106,16 @@ class StoreHandler(SimpleHTTPRequestHandler):
             self.wfile.write(body)
             return
         super().do_GET()
+
+    def send_head(self) -> Any:
+        """A symlink that leads out of the store names nothing (404): the store's `latest`
+        works, `ln -s /etc store/x` does not."""
+        root = os.path.realpath(self.store)
+        real = os.path.realpath(self.translate_path(self.path))
+        if real != root and not real.startswith(root + os.sep):
+            self.send_error(HTTPStatus.NOT_FOUND, "File not found")
+            return None
+        return super().send_head()
 
     def guess_type(self, path: Any) -> str:
         # node logs and histories open in the browser instead of downloading

@@ -214,6 +214,8 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> RunConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a configuration is a JSON object, not {type(data).__name__}")
         names = {f.name for f in fields(cls)}
         unknown = set(data) - names
         if unknown:

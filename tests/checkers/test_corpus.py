@@ -30,6 +30,10 @@ def test_expected_verdict(corpus, name, expected):
     hist = read(corpus / name)
     model = models.get(hist.defaults["model"], hist.defaults["initial"])
     result = linearizability.check(hist.ops, model, time_limit=60)
+    if not hist.ops:
+        # Porcupine asserts nothing of an empty file; nothing passes on nothing.
+        assert result["valid"] == "unknown" and result["reason"] == "the history has no operations"
+        return
     assert result["valid"] is expected, result.get("reason")
     if not expected:
         failure = result["failure"]

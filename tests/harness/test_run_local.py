@@ -152,12 +152,13 @@ def test_port_in_use_and_failing_node_exit_3_leave_nothing(store: Path) -> None:
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert f"port {port} on 127.0.10.1 is already in use" in proc.stdout + proc.stderr
 
+    # A node option the node would refuse is refused before anything starts (issue 13).
     proc = harness("run", "--store", str(store / "n"), "--quiet",
                    "--node-arg=--no-such-option", timeout=60)
     assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert "exited during start-up" in proc.stdout + proc.stderr
-    assert "no-such-option" in proc.stdout + proc.stderr
-    assert not node_processes(run_dir_of(store / "n").name)
+    assert "the node refuses it" in proc.stderr and "no-such-option" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not proc.stdout
+    assert not (store / "n").exists()
 
 
 def test_clean_kills_leftovers_of_a_dead_controller() -> None:

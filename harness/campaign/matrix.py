@@ -213,7 +213,7 @@ def write_junit(path: Path, name: str, rows: list[dict]) -> None:
     cases = []
     for r in rows:
         body = "" if r["held"] else f"<failure message={quoteattr(r['why'])}>" \
-            f"{escape('rerun: ' + r['rerun'])}</failure>"
+            f"{escape('rerun: ' + r['rerun'] if r['rerun'] else r['why'])}</failure>"
         cases.append(f"  <testcase classname={quoteattr(name)} name={quoteattr(r['label'])} "
                      f"time=\"{r['seconds']:.1f}\">{body}</testcase>")
     path.write_text(f"<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<testsuite name={quoteattr(name)}"
@@ -227,11 +227,13 @@ def write_index(path: Path, name: str, rows: list[dict]) -> None:
 
     items = []
     for r in rows:
-        report = Path(r["run_dir"]) / "report.html"
-        href = os.path.relpath(report, path.parent)
         colour = "#c8f7c5" if r["held"] else "#f7c5c5"
-        items.append(f"<tr style='background:{colour}'><td><a href='{html.escape(href)}'>"
-                     f"{html.escape(r['label'])}</a></td><td>{html.escape(r['expect'])}</td>"
+        label = html.escape(r["label"])
+        if r["run_dir"]:
+            href = os.path.relpath(Path(r["run_dir"]) / "report.html", path.parent)
+            label = f"<a href='{html.escape(href)}'>{label}</a>"
+        items.append(f"<tr style='background:{colour}'><td>{label}</td>"
+                     f"<td>{html.escape(r['expect'])}</td>"
                      f"<td>{html.escape(str(r['valid']))}</td>"
                      f"<td>{'held' if r['held'] else 'FAILED'}</td>"
                      f"<td>{html.escape(r['why'])}</td></tr>")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.local import LocalBackend
+from harness.run.config import ConfigError, check_node_args
 from harness.run.nodeclient import statuses as cluster_statuses
 
 KEYS = 16
@@ -365,7 +366,11 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        clients = [int(c) for c in args.clients.split(",") if c.strip()]
+        try:
+            clients = [int(c) for c in args.clients.split(",") if c.strip()]
+        except ValueError:
+            raise ValueError(f"--clients must be integers separated by commas, not "
+                             f"{args.clients!r}") from None
         modes = [m.strip() for m in args.modes.split(",") if m.strip()]
         ops = [o.strip() for o in args.ops.split(",") if o.strip()]
         if not clients or any(c < 1 for c in clients):
@@ -374,9 +379,15 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--modes takes multi and/or classic")
         if not ops or set(ops) - {"write", "read"}:
             raise ValueError("--ops takes write and/or read")
-        if args.commands is not None and args.commands < 1:
-            raise ValueError("--commands needs a positive number")
-    except ValueError as exc:
+        if args.commands is not None and not 1 <= args.commands <= 10**9:
+            raise ValueError("--commands must be between 1 and 1000000000")
+        if not (0.1 <= args.seconds <= 3600):  # also refuses nan
+            raise ValueError(f"--seconds must be between 0.1 and 3600, not {args.seconds:g}")
+        if any(c > 10_000 for c in clients):
+            raise ValueError("--clients must be at most 10000 each")
+        if args.node_args:
+            check_node_args(args.node_args)
+    except (ValueError, ConfigError) as exc:
         print(f"harness bench: {exc}", file=sys.stderr)
         return 3
     load_before = loadavg()

@@ -90,6 +90,10 @@ def _check(hist: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not 0 < args.time_limit <= 86400 * 7 or not 1 <= args.repeat <= 1000:
+        print("harness bench-check: --time-limit must be above 0 and at most a week, --repeat "
+              "between 1 and 1000", file=sys.stderr)
+        return 3
     if not args.dirs and not (_default_corpus() / "EXPECTED.csv").is_file():
         print("harness bench-check: no DIR given, and this installation has no default corpus "
               "(it is tests/corpora/porcupine in the source repository)", file=sys.stderr)

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.run.controller import execute
+    from harness.run.controller import RunRefused, execute
 
     try:
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
@@ -68,7 +68,16 @@ def run(args: argparse.Namespace) -> int:
     for i, entry in enumerate(entries):
         print(f"{_bar(i, len(entries), started)}  {entry.label}", file=sys.stderr, flush=True)
         t0 = time.monotonic()
-        outcome = execute(entry.config, progress=False)
+        try:
+            outcome = execute(entry.config, progress=False)
+        except RunRefused as exc:
+            print(f"  refused: {entry.label}: {exc}", file=sys.stderr)
+            rows.append({"evidence_s": None, "label": entry.label, "run_dir": None,
+                         "expect": entry.expect + (f" ({entry.checker})" if entry.checker
+                                                   else ""),
+                         "valid": "refused", "held": False, "why": f"refused: {exc}",
+                         "seconds": time.monotonic() - t0, "rerun": None})
+            continue
         held, why = judged(entry, outcome.results)
         evidence = None
         if outcome.results.get("valid") is False:
@@ -79,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
                      "seconds": time.monotonic() - t0,
                      "rerun": f"harness rerun {outcome.run_dir}"})
         if outcome.interrupted:
+            rows[-1]["interrupted"] = True
             break
         if not held:
             print(f"  expectation failed: {entry.label}: {why}\n  rerun: harness rerun "
@@ -94,4 +104,12 @@ def run(args: argparse.Namespace) -> int:
                    headers=["run", "expect", "verdict", "expectation", "evidence at s", "s"]))
     held = sum(r["held"] for r in rows)
     print(f"\n{held}/{len(entries)} expectations held; summary: {out_dir}")
-    return 0 if held == len(entries) and len(rows) == len(entries) else 1
+    if rows and rows[-1].get("interrupted"):
+        return 130
+    if held == len(entries) and len(rows) == len(entries):
+        return 0
+    # A run the harness could not start says nothing about the system: unless an expectation
+    # that was checked failed, that is a harness failure, not a campaign verdict.
+    checked_failures = sum(1 for r in rows if not r["held"] and r["valid"] != "refused"
+                           and not str(r["why"]).startswith("harness error"))
+    return 1 if checked_failures else 3

@@ -113,6 +113,12 @@ def _html_path(out: str, path: str, n_files: int, used: set[str]) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    for option, value, high in (("--time-limit", args.time_limit, 86400 * 7),
+                                ("--memory-limit", args.memory_limit, 1024 * 1024)):
+        if not 0 < value <= high:  # also refuses nan
+            print(f"harness check: {option} must be above 0 and at most {high}, not {value:g}",
+                  file=sys.stderr)
+            return EXIT_BAD_INPUT
     initial: Any = None
     initial_given = args.initial is not None
     if initial_given:

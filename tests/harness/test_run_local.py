@@ -89,7 +89,7 @@ def test_same_seed_same_schedule_and_operations(store: Path) -> None:
     assert a[:n] != c[:n]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_ctrl_c_leaves_nothing_and_keeps_history(store: Path, sig: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--time-limit", "60",

@@ -62,7 +62,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     store = Path(entries[0].config.store) if entries else Path("store")
     out_dir = store / "campaigns" / name / time.strftime("%Y%m%dT%H%M%S")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"harness campaign: cannot write {out_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 3
     rows: list[dict] = []
     started = time.monotonic()
     for i, entry in enumerate(entries):

@@ -23,6 +23,7 @@ class Options:
     bugs: list[str] = field(default_factory=list)
     classic: bool = False
     seed: int | None = None
+    secret_file: str | None = None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "benchmarks")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the election-timeout RNG (default: random)")
+    p.add_argument("--secret-file", metavar="FILE", default=None,
+                   help="the cluster secret (a file only its owner can read; required with "
+                        "--peer): a connection becomes a peer link only after both ends prove "
+                        "they hold it (HMAC challenge-response)")
     return p
 
 
@@ -111,6 +116,9 @@ def _validate(a: argparse.Namespace) -> Options:
         peers[pid] = parse_hostport(addr, f"--peer {pid}")
     if not a.data_dir:
         raise ValueError("--data-dir must not be empty")
+    if peers and not a.secret_file:
+        raise ValueError("--secret-file is required with --peer: peers authenticate with the "
+                         "cluster secret")
     if a.election_timeout_ms < 10:
         raise ValueError("--election-timeout-ms must be at least 10")
     if a.heartbeat_ms < 1 or a.heartbeat_ms >= a.election_timeout_ms:
@@ -125,4 +133,5 @@ def _validate(a: argparse.Namespace) -> Options:
     return Options(id=a.id, listen=listen, peers=peers, data_dir=a.data_dir,
                    election_timeout_ms=a.election_timeout_ms, heartbeat_ms=a.heartbeat_ms,
                    request_timeout_ms=a.request_timeout_ms, snapshot_every=a.snapshot_every,
-                   bugs=sorted(set(a.bug)), classic=a.classic, seed=a.seed)
+                   bugs=sorted(set(a.bug)), classic=a.classic, seed=a.seed,
+                   secret_file=a.secret_file)

@@ -220,7 +220,9 @@ class Replica:
         self.peer_round: dict[str, int] = {}  # the latest round each peer answered, this ballot
 
         self.counters = {"elections": 0, "phase1_rounds": 0, "phase2_rounds": 0, "commits": 0,
-                         "reads": 0, "read_rounds": 0, "messages_sent": 0, "window_full": 0}
+                         "reads": 0, "read_rounds": 0, "messages_sent": 0, "window_full": 0,
+                         "dropped_messages": 0}
+        self.drop_logged: set[tuple[str, str]] = set()  # (sender, problem) already logged
         self.out = Ready()
         self._rec_promise: Ballot | None = None
         self._rec_acc: list[list[Any]] = []
@@ -384,16 +386,30 @@ class Replica:
             m = messages.parse(raw)
         except messages.BadMessage as exc:
             sender = raw.get("from") if isinstance(raw, dict) else None
-            self._event(f"dropped malformed peer message from {sender!r}: {exc}")
+            self._dropped(str(sender)[:64], f"malformed peer message: {exc}")
             return
         if m["to"] != self.id or m["from"] not in self.peer_set:
-            self._event(f"dropped message {m['type']} from {m['from']!r} to {m['to']!r}")
+            self._dropped(m["from"], f"message {m['type']} from {m['from']!r} to {m['to']!r}")
             return
+        for name in ("ballot", "promised"):
+            node = m[name][1] if name in m else ""
+            if node and node != self.id and node not in self.peer_set:
+                self._dropped(m["from"], f"{m['type']} with a {name} of unknown node {node!r}")
+                return
         if m["type"] not in ("prevote", "prevote_reply"):  # those carry a would-be ballot
             self._observe(m["ballot"])
         if "promised" in m:
             self._observe(m["promised"])
         getattr(self, "_on_" + m["type"])(m)
+
+    def _dropped(self, sender: str, problem: str) -> None:
+        """Count a dropped message; log each kind of problem once per sender (a flood of bad
+        messages must not become a flood of log lines)."""
+        self.counters["dropped_messages"] += 1
+        kind = problem.split(":")[0] if ":" in problem else problem.split(" ")[1]
+        if (sender, kind) not in self.drop_logged and len(self.drop_logged) < 1024:
+            self.drop_logged.add((sender, kind))
+            self._event(f"dropped {problem} (further ones like it are only counted)")
 
     def propose(self, cmd: dict[str, Any], token: Hashable) -> dict[str, Any] | None:
         """Submit a client command (as returned by protocol.parse_request). Returns an immediate
@@ -1142,7 +1158,7 @@ class Replica:
             return
         try:
             sm = KV.from_snapshot(json.loads(m["data"]), dedup=self.sm.dedup)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             self._event(f"dropped bad snapshot from {m['from']}: {exc}")
             return
         self.sm = sm

@@ -35,14 +35,39 @@ TYPES = ("prevote", "prevote_reply", "prepare", "promise", "accept", "accepted",
          "learn", "snapshot")
 
 
+# Bounds on what a message may carry: far above what a correct peer sends, far below what would
+# exhaust memory, overflow a 64-bit reader of our logs, or make a restart fail.
+MAX_INT = 2**63 - 1          # ballot rounds, slots, counters
+MAX_NODE_ID = 64             # characters of a node id
+MAX_ENTRIES = 1 << 20        # entries of one message (a promise may report every accepted slot)
+MAX_SNAPSHOT = 256 << 20     # characters of a snapshot's JSON text
+
+COMMON = frozenset({"type", "from", "to", "ballot"})
+FIELDS: dict[str, frozenset[str]] = {
+    "prevote": COMMON,
+    "prevote_reply": COMMON | {"granted", "promised", "leader"},
+    "prepare": COMMON | {"first"},
+    "promise": COMMON | {"ok", "promised", "accepted", "snap", "chosen"},
+    "accept": COMMON | {"entries", "commit", "read"},
+    "accepted": COMMON | {"ok", "slots", "promised", "chosen", "read"},
+    "catchup": COMMON | {"from_slot"},
+    "learn": COMMON | {"entries", "commit"},
+    "snapshot": COMMON | {"index", "data"},
+}
+
+
 class BadMessage(ValueError):
     pass
 
 
+def _is_int(v: Any, minimum: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and minimum <= v <= MAX_INT
+
+
 def _int(msg: dict[str, Any], field: str, minimum: int = 0) -> int:
     v = msg.get(field)
-    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise BadMessage(f"{field} must be an integer >= {minimum}")
+    if not _is_int(v, minimum):
+        raise BadMessage(f"{field} must be an integer in [{minimum}, 2^63)")
     return v
 
 
@@ -53,12 +78,17 @@ def _bool(msg: dict[str, Any], field: str) -> bool:
     return v
 
 
+def _node_id(v: Any) -> bool:
+    return isinstance(v, str) and 0 < len(v) <= MAX_NODE_ID
+
+
 def ballot_of(v: Any, field: str = "ballot") -> Ballot:
     if isinstance(v, tuple):
         v = list(v)
-    if (not isinstance(v, list) or len(v) != 2 or not isinstance(v[0], int)
-            or isinstance(v[0], bool) or v[0] < 0 or not isinstance(v[1], str)):
-        raise BadMessage(f"{field} must be [round, node_id]")
+    # [0, ""] is the ballot below every real one (nothing promised yet).
+    if (not isinstance(v, list) or len(v) != 2 or not _is_int(v[0], 0)
+            or not isinstance(v[1], str) or len(v[1]) > MAX_NODE_ID):
+        raise BadMessage(f"{field} must be [round, node_id] with round in [0, 2^63)")
     return (v[0], v[1])
 
 
@@ -68,13 +98,18 @@ def _value(v: Any) -> Any:
     return v
 
 
-def _slot_values(v: Any, field: str) -> list[tuple[int, Any]]:
+def _list(v: Any, field: str) -> list:
     if not isinstance(v, list):
         raise BadMessage(f"{field} must be a list")
+    if len(v) > MAX_ENTRIES:
+        raise BadMessage(f"{field} has more than {MAX_ENTRIES} entries")
+    return v
+
+
+def _slot_values(v: Any, field: str) -> list[tuple[int, Any]]:
     out = []
-    for e in v:
-        if (not isinstance(e, list) or len(e) != 2 or not isinstance(e[0], int)
-                or isinstance(e[0], bool) or e[0] < 0):
+    for e in _list(v, field):
+        if not isinstance(e, list) or len(e) != 2 or not _is_int(e[0], 0):
             raise BadMessage(f"{field} entries must be [slot, value]")
         out.append((e[0], _value(e[1])))
     return out
@@ -86,9 +121,12 @@ def parse(raw: Any) -> dict[str, Any]:
         raise BadMessage("not an object")
     t = raw.get("type")
     if t not in TYPES:
-        raise BadMessage(f"unknown type {t!r}")
+        raise BadMessage(f"unknown type {str(t)[:40]!r}")
+    unknown = raw.keys() - FIELDS[t]
+    if unknown:
+        raise BadMessage(f"unknown field(s) {', '.join(sorted(str(k)[:40] for k in unknown))}")
     for f in ("from", "to"):
-        if not isinstance(raw.get(f), str) or not raw[f]:
+        if not _node_id(raw.get(f)):
             raise BadMessage(f"{f} must be a node id")
     msg: dict[str, Any] = {"type": t, "from": raw["from"], "to": raw["to"],
                            "ballot": ballot_of(raw.get("ballot"))}
@@ -96,7 +134,7 @@ def parse(raw: Any) -> dict[str, Any]:
         msg["granted"] = _bool(raw, "granted")
         msg["promised"] = ballot_of(raw.get("promised"), "promised")
         leader = raw.get("leader")
-        if leader is not None and not isinstance(leader, str):
+        if leader is not None and not _node_id(leader):
             raise BadMessage("leader must be a node id or null")
         msg["leader"] = leader
     elif t == "prepare":
@@ -106,13 +144,9 @@ def parse(raw: Any) -> dict[str, Any]:
         msg["promised"] = ballot_of(raw.get("promised"), "promised")
         msg["snap"] = _int(raw, "snap", -1)
         msg["chosen"] = _int(raw, "chosen", -1)
-        acc = raw.get("accepted")
-        if not isinstance(acc, list):
-            raise BadMessage("accepted must be a list")
         entries = []
-        for e in acc:
-            if (not isinstance(e, list) or len(e) != 3 or not isinstance(e[0], int)
-                    or isinstance(e[0], bool) or e[0] < 0):
+        for e in _list(raw.get("accepted"), "accepted"):
+            if not isinstance(e, list) or len(e) != 3 or not _is_int(e[0], 0):
                 raise BadMessage("accepted entries must be [slot, ballot, value]")
             entries.append((e[0], ballot_of(e[1]), _value(e[2])))
         msg["accepted"] = entries
@@ -124,9 +158,8 @@ def parse(raw: Any) -> dict[str, Any]:
         msg["ok"] = _bool(raw, "ok")
         msg["promised"] = ballot_of(raw.get("promised"), "promised")
         msg["chosen"] = _int(raw, "chosen", -1)
-        slots = raw.get("slots")
-        if not isinstance(slots, list) or not all(
-                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in slots):
+        slots = _list(raw.get("slots"), "slots")
+        if not all(_is_int(s, 0) for s in slots):
             raise BadMessage("slots must be a list of slot numbers")
         msg["slots"] = slots
         msg["read"] = _int(raw, "read") if "read" in raw else 0
@@ -137,7 +170,8 @@ def parse(raw: Any) -> dict[str, Any]:
         msg["commit"] = _int(raw, "commit", -1)
     elif t == "snapshot":
         msg["index"] = _int(raw, "index")
-        if not isinstance(raw.get("data"), str):
-            raise BadMessage("data must be a string")
-        msg["data"] = raw["data"]
+        data = raw.get("data")
+        if not isinstance(data, str) or len(data) > MAX_SNAPSHOT:
+            raise BadMessage(f"data must be a string of at most {MAX_SNAPSHOT} characters")
+        msg["data"] = data
     return msg

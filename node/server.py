@@ -21,7 +21,8 @@ The pump does the core's work in order:
 Connections: every node listens on one port for clients, admin tools and peers. A node sends to
 a peer over its own outbound connection, dialled at the address given with --peer (possibly a
 proxy) and opened with a hello line naming the sender; it receives from that peer on the
-peer's outbound connection. A connection whose first line is not a hello is a client.
+peer's outbound connection, once both have proved they hold the cluster secret (node.auth). A
+connection whose first line is not a hello is a client.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import logging
 import math
 import os
 import random
+import resource
 import signal
 import socket
 import sys
@@ -47,14 +49,19 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from node import protocol
+from node import auth, protocol
 from node.cli import Options, parse_args
 from node.core import Config, Ready, Replica, fmt_ballot
 from node.wal import WAL, WalCorruption, encode_record, read_snapshot, write_snapshot
 
 log = logging.getLogger("node")
 
-PEER_LINE_LIMIT = 256 << 20      # snapshots travel as one line
+PEER_LINE_LIMIT = 256 << 20      # snapshots travel as one line (authenticated peers only)
+MAX_CONNECTIONS = 4096           # inbound connections in all...
+MAX_CONNECTIONS_PER_SOURCE = 2048  # ...and from one address (the harness's clients share one)
+MAX_BUFFERED_BYTES = 64 << 20    # unfinished client lines, all connections together
+MAX_HANDSHAKES = 32              # peer handshakes in progress at once
+DIAL_HANDSHAKE_TIMEOUT_S = 1.5   # a dialer waits this long for the challenge (a cut link: never)
 PEER_BUFFER_LIMIT = 8 << 20      # bytes buffered for a peer that does not read
 CLIENT_BUFFER_LIMIT = 16 << 20   # a client that does not read its replies is dropped
 BUGGY_FLUSH_S = 1.0              # reply-before-fsync: how long writes sit in the process
@@ -66,37 +73,70 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class Conn(asyncio.Protocol):
-    """One accepted connection: a client (or admin tool) until its first line is a peer's
-    hello, then that peer's inbound link. Lines are split here, with a limit per kind (1 MiB for
-    clients, PEER_LINE_LIMIT for peers)."""
+    """One accepted connection: a client (or admin tool) unless its first line is a peer's
+    hello; then, once the peer has proved it holds the cluster secret (node.auth), that peer's
+    inbound link. Lines are split here, with a limit per kind (1 MiB for clients,
+    MAX_HANDSHAKE_LINE during the handshake, PEER_LINE_LIMIT for an authenticated peer)."""
 
     def __init__(self, server: NodeServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
-        self.peer: str | None = None
+        self.peer: str | None = None         # set once authenticated
+        self.claimed: str | None = None      # the peer a hello claims, during the handshake
+        self.nonces: tuple[str, str] = ("", "")
+        self.source = ""
         self.started = False
         self.pending: set[Pending] = set()
         self.closed = False
+        self.timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        peername = transport.get_extra_info("peername")
+        self.source = str(peername[0]) if peername else ""
+        srv = self.server
+        per_source = srv.sources.get(self.source, 0)
+        if len(srv.conns) >= MAX_CONNECTIONS or per_source >= MAX_CONNECTIONS_PER_SOURCE:
+            srv.log_limited("connections", f"refused a connection from {self.source}: "
+                            f"{len(srv.conns)} open, {per_source} from there")
+            self.closed = True
+            transport.abort()
+            return
+        srv.sources[self.source] = per_source + 1
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.conns.add(self)
+        srv.conns.add(self)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
         buf = self.buf
+        # What is left in buf was scanned already (it holds no newline): a long line arriving
+        # in many chunks is scanned once, not once per chunk.
+        scanned = len(buf)
         buf += data
+        try:
+            self._lines(scanned)
+        finally:
+            srv = self.server
+            srv.buffered += len(self.buf) - scanned
+            if (srv.buffered > MAX_BUFFERED_BYTES and self.peer is None and not self.closed
+                    and self.buf):
+                # Many connections each holding part of a long line: the newest growth goes.
+                srv.log_limited("buffered", f"closed a connection from {self.source}: "
+                                f"{srv.buffered} bytes of unfinished lines buffered in all")
+                self.close()
+
+    def _lines(self, scanned: int) -> None:
+        buf = self.buf
         start = 0
         while True:
-            i = buf.find(b"\n", start)
+            i = buf.find(b"\n", max(start, scanned))
             if i < 0:
                 break
             if i - start > self._limit():
@@ -113,9 +153,24 @@ class Conn(asyncio.Protocol):
             self._too_long()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        srv = self.server
+        srv.buffered -= len(self.buf)
+        self.buf = bytearray()
+        if self in srv.conns:
+            srv.conns.discard(self)
+            left = srv.sources.get(self.source, 1) - 1
+            if left > 0:
+                srv.sources[self.source] = left
+            else:
+                srv.sources.pop(self.source, None)
+        if self.claimed is not None and self.peer is None:
+            srv.handshakes -= 1
+        if self.peer is not None and srv.inbound.get(self.peer) is self:
+            del srv.inbound[self.peer]
         self.closed = True
-        self.server.conns.discard(self)
-        core = self.server.core
+        core = srv.core
         for p in self.pending:
             p.done = True
             if core is not None:
@@ -124,30 +179,93 @@ class Conn(asyncio.Protocol):
 
     # -- lines ----------------------------------------------------------------------------
     def _limit(self) -> int:
-        return PEER_LINE_LIMIT if self.peer is not None else protocol.MAX_LINE
+        if self.peer is not None:
+            return PEER_LINE_LIMIT
+        if self.claimed is not None:
+            return auth.MAX_HANDSHAKE_LINE
+        return protocol.MAX_LINE
 
     def _line(self, line: bytes) -> None:
         srv = self.server
         if self.peer is not None:
             srv.on_peer_line(self.peer, line)
             return
+        if self.claimed is not None:
+            self._authenticate(line)
+            return
         if not self.started:
             self.started = True
-            peer = srv.hello_of(line)
-            if peer is not None:
-                if peer not in srv.opts.peers:
-                    srv.log(f"refused a connection introducing itself as unknown node {peer!r}")
-                    self.close()
-                    return
-                self.peer = peer
+            hello = srv.hello_of(line)
+            if hello is not None:
+                self._challenge(*hello)
                 return
         srv.handle_request(self, line)
+
+    def _challenge(self, claimed: str, nonce: Any) -> None:
+        """A hello: answer with our nonce and our proof, then wait for the dialer's proof."""
+        srv = self.server
+        if claimed not in srv.opts.peers or srv.secret is None:
+            srv.log_limited(f"hello-{claimed}"[:80], f"refused a connection from {self.source} "
+                            f"introducing itself as unknown node {claimed!r}")
+            self.close()
+            return
+        if not auth.valid_nonce(nonce):
+            srv.log_limited(f"nonce-{claimed}", f"refused a connection from {self.source} "
+                            f"claiming to be {claimed}: its hello has no valid nonce")
+            self.close()
+            return
+        if srv.handshakes >= MAX_HANDSHAKES:
+            srv.log_limited("handshakes", f"refused a peer handshake from {self.source}: "
+                            f"{srv.handshakes} in progress")
+            self.close()
+            return
+        srv.handshakes += 1
+        self.claimed = claimed
+        ours = auth.new_nonce()
+        self.nonces = (nonce, ours)
+        proof = auth.proof(srv.secret, "accept", claimed, srv.opts.id, nonce, ours)
+        self.send({"type": "challenge", "from": srv.opts.id, "to": claimed, "nonce": ours,
+                   "proof": proof})
+        assert srv.loop is not None
+        self.timer = srv.loop.call_later(auth.HANDSHAKE_TIMEOUT_S, self._handshake_timeout)
+
+    def _authenticate(self, line: bytes) -> None:
+        srv = self.server
+        claimed = self.claimed
+        assert claimed is not None and srv.secret is not None
+        try:
+            obj = json.loads(line)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            obj = None
+        expected = auth.proof(srv.secret, "dial", claimed, srv.opts.id, *self.nonces)
+        if not isinstance(obj, dict) or obj.get("type") != "auth" or \
+                not auth.check(expected, obj.get("proof")):
+            srv.log_limited(f"auth-{claimed}", f"refused a connection from {self.source} "
+                            f"claiming to be {claimed}: it failed the challenge")
+            self.close()
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        srv.handshakes -= 1
+        self.claimed = None
+        self.peer = claimed
+        old = srv.inbound.get(claimed)
+        srv.inbound[claimed] = self
+        if old is not None:
+            old.close()  # the peer dialed again: its old link is dead to it
+
+    def _handshake_timeout(self) -> None:
+        if self.peer is None and not self.closed:
+            self.server.log_limited(f"timeout-{self.claimed}", f"dropped a connection from "
+                                    f"{self.source} claiming to be {self.claimed}: no answer "
+                                    "to the challenge in time")
+            self.close()
 
     def _too_long(self) -> None:
         if self.peer is not None:
             self.server.log(f"dropped the connection of peer {self.peer}: line over "
                             f"{PEER_LINE_LIMIT} bytes")
-        else:
+        elif self.claimed is None:
             self.send({"id": None, **protocol.error(
                 protocol.MALFORMED, f"request line longer than {protocol.MAX_LINE} bytes")})
         self.close()
@@ -224,8 +342,6 @@ class PeerLink:
 
     async def run(self) -> None:
         backoff = 0.02
-        hello = protocol.encode({"type": "hello", "from": self.server.opts.id,
-                                 "to": self.peer_id})
         while True:
             try:
                 reader, writer = await asyncio.wait_for(
@@ -254,10 +370,13 @@ class PeerLink:
                 self.server.log(f"connected to peer {self.peer_id} at "
                                 f"{self.addr[0]}:{self.addr[1]}")
             try:
-                writer.write(hello)
-                self.writer = writer
-                # The peer never writes on this connection: EOF or an error means it is gone.
-                await reader.read(1)
+                if await self._handshake(reader, writer):
+                    self.writer = writer
+                    # After the handshake the peer never writes on this connection: EOF or an
+                    # error means it is gone.
+                    await reader.read(1)
+                else:
+                    backoff = 0.5
             except (OSError, ConnectionError):
                 pass
             finally:
@@ -265,6 +384,35 @@ class PeerLink:
                 with contextlib.suppress(Exception):
                     writer.close()
             await asyncio.sleep(backoff)
+
+
+    async def _handshake(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> bool:
+        """Prove we hold the cluster secret and check that the peer does (node.auth)."""
+        srv = self.server
+        assert srv.secret is not None
+        me, ours = srv.opts.id, auth.new_nonce()
+        writer.write(protocol.encode({"type": "hello", "from": me, "to": self.peer_id,
+                                      "nonce": ours}))
+        try:
+            line = await asyncio.wait_for(reader.readline(), DIAL_HANDSHAKE_TIMEOUT_S)
+            obj = json.loads(line) if line.endswith(b"\n") else None
+        except (TimeoutError, ValueError, UnicodeDecodeError, RecursionError,
+                asyncio.LimitOverrunError):
+            obj = None
+        if not isinstance(obj, dict) or obj.get("type") != "challenge":
+            return False  # silence (a cut link), or not a node of ours
+        theirs = obj.get("nonce")
+        expected = auth.proof(srv.secret, "accept", me, self.peer_id, ours, str(theirs))
+        if not auth.valid_nonce(theirs) or not auth.check(expected, obj.get("proof")):
+            srv.log_limited(f"peer-proof-{self.peer_id}", f"the node at {self.addr[0]}:"
+                            f"{self.addr[1]} failed to prove it is {self.peer_id}: not sending "
+                            "to it")
+            return False
+        writer.write(protocol.encode({
+            "type": "auth", "proof": auth.proof(srv.secret, "dial", me, self.peer_id, ours,
+                                                theirs)}))
+        return True
 
 
 class NodeServer:
@@ -290,6 +438,12 @@ class NodeServer:
         self.links: dict[str, PeerLink] = {}
         self.tasks: list[asyncio.Task[Any]] = []
         self.conns: set[Conn] = set()
+        self.sources: dict[str, int] = {}      # open connections per source address
+        self.handshakes = 0                    # peer handshakes in progress
+        self.buffered = 0                      # bytes of unfinished lines, all connections
+        self.inbound: dict[str, Conn] = {}     # each peer's authenticated inbound link
+        self.secret: bytes | None = None       # the cluster secret (node.auth)
+        self.limited_logs: dict[str, int] = {} # log_limited: how often each kind came up
         self.pending: list[bytes] = []     # encoded records not yet written
         self.buggy = "reply-before-fsync" in opts.bugs
         self.writing: Ready | None = None  # the Ready whose records the worker is writing
@@ -313,6 +467,16 @@ class NodeServer:
         else:
             ballot, role = "-", "starting"
         log.info("%s ballot=%s role=%s %s", self.opts.id, ballot, role, text)
+
+    def log_limited(self, kind: str, text: str) -> None:
+        """Log the first of each kind of refusal, then only every 1000th: an attacker must not
+        be able to fill the disk through our log."""
+        n = self.limited_logs.get(kind, 0)
+        if n == 0 and len(self.limited_logs) >= 4096:
+            return
+        self.limited_logs[kind] = n + 1
+        if n % 1000 == 0:
+            self.log(text + (f" ({n} more like it since)" if n else ""))
 
     # -- start-up --------------------------------------------------------------------------
     def recover(self) -> None:
@@ -578,8 +742,9 @@ class NodeServer:
 
     # -- clients ---------------------------------------------------------------------------
     @staticmethod
-    def hello_of(line: bytes) -> str | None:
-        if b'"hello"' not in line:
+    def hello_of(line: bytes) -> tuple[str, Any] | None:
+        """(claimed node id, its nonce) if the line is a peer's hello."""
+        if b'"hello"' not in line or len(line) > auth.MAX_HANDSHAKE_LINE:
             return None
         try:
             obj = json.loads(line)
@@ -588,7 +753,7 @@ class NodeServer:
         if not isinstance(obj, dict) or obj.get("type") != "hello":
             return None
         sender = obj.get("from")
-        return sender if isinstance(sender, str) else None
+        return (sender[:64], obj.get("nonce")) if isinstance(sender, str) else None
 
     def handle_request(self, conn: Conn, line: bytes) -> None:
         assert self.core is not None and self.loop is not None
@@ -685,7 +850,19 @@ def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s.%(msecs)03d %(message)s", datefmt="%H:%M:%S")
+    with contextlib.suppress(ValueError, OSError):
+        # Room for the connection limits below the process's file limit.
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = MAX_CONNECTIONS + 256
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
     srv = NodeServer(opts)
+    if opts.secret_file:
+        try:
+            srv.secret = auth.load_secret(opts.secret_file)
+        except auth.SecretError as exc:
+            srv.log(f"FATAL: cannot start: {exc}")
+            return 1
     try:
         srv.recover()
     except WalCorruption as exc:

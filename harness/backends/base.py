@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 import socket
 import tarfile
 from pathlib import Path
@@ -33,6 +34,17 @@ def node_code_tar(root: Path) -> bytes:
             if "__pycache__" in path.parts or path.suffix in {".pyc", ".pyo"}:
                 continue
             tar.add(path, arcname=str(Path("node") / path.relative_to(root)), recursive=False)
+    return buf.getvalue()
+
+
+def secret_tar(secret: str, name: str = "cluster.secret") -> bytes:
+    """The cluster secret as a tar of one file that only its owner (root) can read."""
+    data = secret.encode()
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.uid, info.gid = len(data), 0o400, 0, 0
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
 
@@ -68,6 +80,9 @@ class Backend:
         self.node_args = list(node_args)
         self.per_node_args = dict(per_node_args or {})
         self.run_id = run_id
+        # The cluster secret the nodes' peer links authenticate with (node.auth): new for every
+        # run, handed to each node as a file only its user can read, never on a command line.
+        self.secret = secrets.token_hex(32)
 
     def args_for(self, node: str) -> list[str]:
         """Extra node arguments (timing, bugs) for one node."""

@@ -41,6 +41,7 @@ from harness.backends.base import (
     controller_alive,
     controller_tag,
     node_code_tar,
+    secret_tar,
 )
 
 LABEL_RUN = "paxos-harness.run"
@@ -309,11 +310,13 @@ class DockerBackend(Backend):
 
     def command(self, node: str) -> list[str]:
         """The node's own command line (the entrypoint runs it once the network is ready)."""
-        args = ["--id", node, "--listen", f"0.0.0.0:{self.port}"]
+        # The container's own cluster address, not every interface (issue 14).
+        args = ["--id", node, "--listen", f"{self.addresses[node]}:{self.port}"]
         for peer in self.node_ids:
             if peer != node:
                 args += ["--peer", f"{peer}={self.addresses[peer]}:{self.port}"]
-        return args + ["--data-dir", DATA_DIR] + self.args_for(node)
+        return (args + ["--data-dir", DATA_DIR, "--secret-file", f"{CODE_DIR}/cluster.secret"]
+                + self.args_for(node))
 
     def _create_node(self, node: str, code: bytes) -> None:
         docker = _docker()
@@ -339,7 +342,8 @@ class DockerBackend(Backend):
         )["Id"]
         self.containers[node] = cid
         self._applied[node] = None
-        if not api.put_archive(cid, CODE_DIR, code):
+        if not api.put_archive(cid, CODE_DIR, code) or \
+                not api.put_archive(cid, CODE_DIR, secret_tar(self.secret)):
             raise BackendError(f"could not copy the node's code into {self.container_name(node)}")
 
     def _start(self, node: str) -> None:

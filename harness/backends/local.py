@@ -8,10 +8,12 @@ environment so `harness clean` can find what a crashed controller left behind.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,6 +62,7 @@ class LocalBackend(Backend):
         self.paused: set[str] = set()
         self.mesh: ProxyMesh | None = None
         self.peer_addresses: dict[Edge, tuple[str, int]] = {}
+        self._secret_dir: Path | None = None
 
     def capabilities(self) -> set[str]:
         if self.direct:
@@ -88,13 +91,24 @@ class LocalBackend(Backend):
             self.node_dir(node).mkdir(parents=True, exist_ok=True)
             self._spawn(node)
 
+    def secret_file(self) -> Path:
+        """The cluster secret, in a private directory outside the store (which may be served)."""
+        if self._secret_dir is None:
+            self._secret_dir = Path(tempfile.mkdtemp(prefix="paxos-secret-"))
+            path = self._secret_dir / "cluster.secret"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(self.secret)
+        return self._secret_dir / "cluster.secret"
+
     def node_dir(self, node: str) -> Path:
         return self.run_dir / "nodes" / node
 
     def command(self, node: str) -> list[str]:
         host, port = self.addresses[node]
         cmd = [sys.executable, "-m", "node", "--id", node, "--listen", f"{host}:{port}",
-               "--data-dir", str(self.node_dir(node) / "data")]
+               "--data-dir", str(self.node_dir(node) / "data"),
+               "--secret-file", str(self.secret_file())]
         for peer in self.node_ids:
             if peer != node:
                 phost, pport = self.peer_addresses[(node, peer)]
@@ -201,6 +215,9 @@ class LocalBackend(Backend):
         if self.mesh is not None:
             self.mesh.close()
             self.mesh = None
+        if self._secret_dir is not None:
+            shutil.rmtree(self._secret_dir, ignore_errors=True)
+            self._secret_dir = None
 
 
 def leftover_pids(run_id: str | None = None) -> list[int]:

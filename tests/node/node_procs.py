@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -89,13 +90,19 @@ class Cluster:
         self.common = common or []
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: dict[str, str] = {}
+        # The cluster secret peers authenticate with (node.auth), readable by its owner only.
+        self.secret_file = os.path.join(tmpdir, "cluster.secret")
+        if not os.path.exists(self.secret_file):
+            fd = os.open(self.secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
 
     def args(self, nid: str) -> list[str]:
         a = [sys.executable, "-m", "node", "--id", nid,
              "--listen", f"127.0.0.1:{self.ports[nid]}",
              "--data-dir", os.path.join(self.tmpdir, nid),
              "--election-timeout-ms", str(self.election_ms),
-             "--heartbeat-ms", str(self.heartbeat_ms)]
+             "--heartbeat-ms", str(self.heartbeat_ms), "--secret-file", self.secret_file]
         for p in self.ids:
             if p != nid:
                 a += ["--peer", f"{p}=127.0.0.1:{self.ports[p]}"]
@@ -167,3 +174,33 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
+
+
+def peer_link(port: int, me: str, to: str, secret: bytes | None, timeout: float = 3.0
+              ) -> socket.socket | None:
+    """Dial a node as peer `me` through the handshake of node.auth; None if it refuses (no
+    secret, a wrong one, or the node closed the connection)."""
+    from node import auth
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    nonce = auth.new_nonce()
+    sock.sendall(json.dumps({"type": "hello", "from": me, "to": to, "nonce": nonce}).encode()
+                 + b"\n")
+    reader = sock.makefile("rb")
+    try:
+        line = reader.readline()
+    except OSError:
+        line = b""
+    challenge = json.loads(line) if line.endswith(b"\n") else None
+    if not isinstance(challenge, dict) or challenge.get("type") != "challenge":
+        sock.close()
+        return None
+    proof = (auth.proof(secret, "dial", me, to, nonce, challenge["nonce"]) if secret
+             else "0" * 64)
+    sock.sendall(json.dumps({"type": "auth", "proof": proof}).encode() + b"\n")
+    return sock
+
+
+def cluster_secret(cluster: Cluster) -> bytes:
+    with open(cluster.secret_file, "rb") as f:
+        return f.read().strip()

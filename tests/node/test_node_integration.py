@@ -15,7 +15,15 @@ import pytest
 
 from node.bugs import BUGS
 from node.wal import MAGIC, encode_record
-from tests.node.node_procs import ROOT, Cluster, Conn, free_ports, request
+from tests.node.node_procs import (
+    ROOT,
+    Cluster,
+    Conn,
+    cluster_secret,
+    free_ports,
+    peer_link,
+    request,
+)
 
 ELECTION_MS = 300
 
@@ -232,10 +240,10 @@ def test_client_port_fuzz(cluster: Cluster) -> None:
     assert reply is not None and reply["code"] == 12
     assert big.recv() is None
     big.close()
-    # garbage on a peer connection is logged and ignored
-    peer = socket.create_connection(("127.0.0.1", port))
+    # garbage on an authenticated peer connection is logged and ignored
     other = next(i for i in cluster.ids if i != ld)
-    peer.sendall(json.dumps({"type": "hello", "from": other, "to": ld}).encode() + b"\n")
+    peer = peer_link(port, other, ld, cluster_secret(cluster))
+    assert peer is not None
     peer.sendall(b"nonsense\n" + json.dumps({"type": "accept", "from": other, "to": ld,
                                              "ballot": "x"}).encode() + b"\n")
     peer.close()

@@ -183,6 +183,14 @@ class SshBackend(Backend):
     def sftp_put(self, node: str, data: bytes, remote: str) -> None:
         self.sessions[node].sftp(lambda sftp: sftp.putfo(io.BytesIO(data), remote, confirm=True))
 
+    def sftp_put_private(self, node: str, data: bytes, remote: str) -> None:
+        """A file only the login user can read: made 0600 before anything is written to it."""
+        def put(sftp: Any) -> None:
+            with sftp.open(remote, "wb") as f:
+                f.chmod(0o600)
+                f.write(data)
+        self.sessions[node].sftp(put)
+
     def sftp_get(self, node: str, remote: str, local: Path) -> None:
         self.sessions[node].sftp(lambda sftp: sftp.get(remote, str(local)))
 
@@ -340,7 +348,8 @@ class SshBackend(Backend):
         """The node's command line on its host."""
         base = self.remote_dir(node)
         args = [self.hosts[node].python, "-m", "node", "--id", node,
-                "--listen", f"0.0.0.0:{self.port_of(node)}"]
+                "--listen", f"{self.addresses[node]}:{self.port_of(node)}",
+                "--secret-file", f"{base}/cluster.secret"]
         for peer in self.node_ids:
             if peer != node:
                 args += ["--peer", f"{peer}={self.addresses[peer]}:{self.port_of(peer)}"]
@@ -363,6 +372,7 @@ class SshBackend(Backend):
                        f": >{q([base + '/node.log'])}\n"
                        f"printf %s {q([owner])} >{q([base + '/' + OWNER_FILE])}")
         self.sftp_put(node, code, f"{base}/node.tar")
+        self.sftp_put_private(node, self.secret.encode(), f"{base}/cluster.secret")
         extract = "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])"
         unpack = [self.hosts[node].python, "-c", extract, f"{base}/node.tar", f"{base}/code"]
         res = self.run(node, f"set -e\n{q(unpack)}\nrm -f {q([base + '/node.tar'])}")

@@ -26,6 +26,11 @@ CAPABILITY = {"partition": "partition", "pause": "pause", "kill": "kill", "delay
               "disk": "disk"}
 # Shapes that need more than their kind's capability.
 SHAPE_CAPABILITIES = {"stall-leader": ("pause", "delay"), "deposed-bridge": ("delay",)}
+# Shapes that ask the system who leads (a system that cannot say cannot have them).
+LEADER_SHAPES = frozenset({"isolate-leader", "lagging-takeover", "deposed-bridge", "leader",
+                           "stall-leader", "followers"})
+# Shapes that need the system to keep what it acknowledged across a restart of every member.
+DURABLE_SHAPES = frozenset({("kill", "all")})
 # Targeted shapes a kind takes only when named (`partition:deposed-bridge`): a kind named
 # without shapes keeps its general-purpose ones, so existing specs and seeds plan as before.
 NAMED_ONLY = frozenset({"deposed-bridge", "stall-leader"})
@@ -38,6 +43,19 @@ def capabilities(spec: dict[str, tuple[str, ...]]) -> set[str]:
         for shape in shapes:
             needed.update(SHAPE_CAPABILITIES.get(shape, ()))
     return needed
+
+
+def system_needs(spec: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    """What a nemesis spec needs of the system under test: {capability: the shape that
+    needs it}."""
+    needs: dict[str, str] = {}
+    for kind, shapes in spec.items():
+        for shape in shapes:
+            if shape in LEADER_SHAPES:
+                needs.setdefault("leader", f"{kind}:{shape}")
+            if (kind, shape) in DURABLE_SHAPES:
+                needs.setdefault("durable", f"{kind}:{shape}")
+    return needs
 
 
 class NemesisError(ValueError):

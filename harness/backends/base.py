@@ -14,6 +14,8 @@ import socket
 import tarfile
 from pathlib import Path
 
+from harness.systems import System, make_system
+
 Edge = tuple[str, str]
 
 # Fault capabilities a backend may offer; the nemesis asks for them before a run starts.
@@ -74,7 +76,9 @@ class Backend:
     name = "abstract"
 
     def __init__(self, node_ids: list[str], run_dir: Path, node_args: list[str],
-                 run_id: str, per_node_args: dict[str, list[str]] | None = None) -> None:
+                 run_id: str, per_node_args: dict[str, list[str]] | None = None,
+                 system: System | None = None) -> None:
+        self.system = system if system is not None else make_system("paxos")
         self.node_ids = list(node_ids)
         self.run_dir = Path(run_dir)
         self.node_args = list(node_args)

@@ -43,6 +43,7 @@ from harness.backends.base import (
     node_code_tar,
     secret_tar,
 )
+from harness.systems import Member, System
 
 LABEL_RUN = "paxos-harness.run"
 LABEL_INSTANCE = "paxos-harness.instance"
@@ -65,7 +66,6 @@ PROBE_TIMEOUT_S = 30.0
 STOP_WAIT_S = 15
 # Where run subnets are carved from: /24s of a range Docker's default pools use last.
 SUBNET_POOL = ipaddress.ip_network("172.30.0.0/15")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 T = TypeVar("T")
 
@@ -73,7 +73,7 @@ _ENTRYPOINT = (
     'i=0; while [ ! -e "$READY" ]; do i=$((i + 1)); '
     'if [ "$i" -gt $((READY_WAIT * 50)) ]; then '
     'echo "network state never applied; not starting" >&2; exit 70; fi; sleep 0.02; done; '
-    'exec python3 -m node "$@"'
+    'exec "$@"'
 )
 
 
@@ -167,13 +167,14 @@ class DockerBackend(Backend):
     def __init__(self, node_ids: list[str], run_dir: Path, node_args: list[str], run_id: str,
                  per_node_args: dict[str, list[str]] | None = None, image: str | None = None,
                  port: int = NODE_PORT, subnet: str | None = None,
-                 exec_timeout: float = EXEC_TIMEOUT_S, node_code: Path | None = None) -> None:
-        super().__init__(node_ids, run_dir, node_args, run_id, per_node_args)
+                 exec_timeout: float = EXEC_TIMEOUT_S, node_code: Path | None = None,
+                 system: System | None = None) -> None:
+        super().__init__(node_ids, run_dir, node_args, run_id, per_node_args, system)
         self.image = image or os.environ.get("PAXOS_IMAGE") or DEFAULT_IMAGE
         self.port = port
         self.subnet_wanted = subnet
         self.exec_timeout = exec_timeout
-        self.node_code = Path(node_code) if node_code else REPO_ROOT / "node"
+        self.node_code = Path(node_code) if node_code else self.system.code()
         # Unique per backend: two runs started in the same second share a run id (a timestamp).
         self.instance = f"{_safe(run_id)}-{os.urandom(3).hex()}"
         self.network_name = f"paxos-{self.instance}"
@@ -269,7 +270,7 @@ class DockerBackend(Backend):
         self.exec_api  # noqa: B018 - connect now, not from several start threads at once
         if self._caps is None:
             self.capabilities()
-        code = node_code_tar(self.node_code)
+        code = node_code_tar(self.node_code) if self.node_code is not None else None
         self._create_network()
         _parallel(lambda node: self._create_node(node, code), self.node_ids)
         _parallel(self._start, self.node_ids)
@@ -311,14 +312,14 @@ class DockerBackend(Backend):
     def command(self, node: str) -> list[str]:
         """The node's own command line (the entrypoint runs it once the network is ready)."""
         # The container's own cluster address, not every interface (issue 14).
-        args = ["--id", node, "--listen", f"{self.addresses[node]}:{self.port}"]
-        for peer in self.node_ids:
-            if peer != node:
-                args += ["--peer", f"{peer}={self.addresses[peer]}:{self.port}"]
-        return (args + ["--data-dir", DATA_DIR, "--secret-file", f"{CODE_DIR}/cluster.secret"]
-                + self.args_for(node))
+        member = Member(node=node, listen=(self.addresses[node], self.port),
+                        peers={p: (self.addresses[p], self.port) for p in self.node_ids
+                               if p != node},
+                        data_dir=DATA_DIR, secret_file=f"{CODE_DIR}/cluster.secret",
+                        python="python3")
+        return self.system.command(member, self.args_for(node))
 
-    def _create_node(self, node: str, code: bytes) -> None:
+    def _create_node(self, node: str, code: bytes | None) -> None:
         docker = _docker()
         api = self.client.api
         api.create_volume(self.volume_name(node), labels=self.labels("volume", node))
@@ -342,7 +343,7 @@ class DockerBackend(Backend):
         )["Id"]
         self.containers[node] = cid
         self._applied[node] = None
-        if not api.put_archive(cid, CODE_DIR, code) or \
+        if code is not None and not api.put_archive(cid, CODE_DIR, code) or \
                 not api.put_archive(cid, CODE_DIR, secret_tar(self.secret)):
             raise BackendError(f"could not copy the node's code into {self.container_name(node)}")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from harness.backends.base import Backend, BackendError, Edge, controller_alive
 from harness.backends.proxy import ProxyMesh
+from harness.systems import Member, System
 
 RUN_ENV = "PAXOS_HARNESS_RUN"
 CONTROLLER_ENV = "PAXOS_HARNESS_CONTROLLER"
@@ -52,8 +53,8 @@ class LocalBackend(Backend):
 
     def __init__(self, node_ids: list[str], run_dir: Path, node_args: list[str], run_id: str,
                  per_node_args: dict[str, list[str]] | None = None, base_port: int = 0,
-                 direct: bool = False) -> None:
-        super().__init__(node_ids, run_dir, node_args, run_id, per_node_args)
+                 direct: bool = False, system: System | None = None) -> None:
+        super().__init__(node_ids, run_dir, node_args, run_id, per_node_args, system)
         self.base_port = base_port
         # Direct: peers dial each other without proxies (benchmarks; no network faults then).
         self.direct = direct
@@ -105,15 +106,12 @@ class LocalBackend(Backend):
         return self.run_dir / "nodes" / node
 
     def command(self, node: str) -> list[str]:
-        host, port = self.addresses[node]
-        cmd = [sys.executable, "-m", "node", "--id", node, "--listen", f"{host}:{port}",
-               "--data-dir", str(self.node_dir(node) / "data"),
-               "--secret-file", str(self.secret_file())]
-        for peer in self.node_ids:
-            if peer != node:
-                phost, pport = self.peer_addresses[(node, peer)]
-                cmd += ["--peer", f"{peer}={phost}:{pport}"]
-        return cmd + self.args_for(node)
+        member = Member(node=node, listen=self.addresses[node],
+                        peers={p: self.peer_addresses[(node, p)] for p in self.node_ids
+                               if p != node},
+                        data_dir=str(self.node_dir(node) / "data"),
+                        secret_file=str(self.secret_file()), python=sys.executable)
+        return self.system.command(member, self.args_for(node))
 
     def _spawn(self, node: str) -> None:
         env = dict(os.environ)

@@ -29,7 +29,7 @@ from typing import Any
 
 from harness.backends.local import LocalBackend
 from harness.run.config import ConfigError, check_node_args
-from harness.run.nodeclient import statuses as cluster_statuses
+from harness.systems.paxos import statuses as cluster_statuses
 
 KEYS = 16
 

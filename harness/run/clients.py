@@ -13,8 +13,8 @@ import time
 from typing import Any
 
 from harness.run.history import HistoryRecorder
-from harness.run.nodeclient import NodeConnection, NotSent
-from workloads.base import TIMEOUT, UNAVAILABLE, Workload
+from harness.systems import NotSent, System
+from workloads.base import Workload
 
 RETRY_PAUSE_S = 0.02
 
@@ -22,8 +22,9 @@ RETRY_PAUSE_S = 0.02
 class Worker:
     def __init__(self, index: int, concurrency: int, workload: Workload,
                  history: HistoryRecorder, addresses: dict[str, tuple[str, int]],
-                 op_timeout: float, rng: random.Random) -> None:
+                 op_timeout: float, rng: random.Random, system: System) -> None:
         self.index = index
+        self.system = system
         self.concurrency = concurrency
         self.process = index
         self.workload = workload
@@ -38,11 +39,11 @@ class Worker:
         self.op_timeout = op_timeout
         self.rng = rng
         self.seq = 0
-        self.connections: dict[str, NodeConnection] = {}
+        self.connections: dict[str, Any] = {}
 
-    def connection(self, node: str) -> NodeConnection:
+    def connection(self, node: str) -> Any:
         if node not in self.connections:
-            self.connections[node] = NodeConnection(*self.addresses[node])
+            self.connections[node] = self.system.client(self.addresses[node])
         return self.connections[node]
 
     def close(self) -> None:
@@ -69,13 +70,12 @@ class Worker:
 
     async def _attempts(self, op: dict[str, Any], client: str,
                         seq: int) -> tuple[str, Any, str | None]:
-        request = {**self.workload.request(op), "client": client, "seq": seq}
         deadline = time.monotonic() + self.op_timeout
         maybe_sent = False
         last_error = "timeout"
         while (remaining := deadline - time.monotonic()) > 0:
             try:
-                reply = await self.connection(self.node).request(request, remaining)
+                outcome = await self.connection(self.node).invoke(op, client, seq, remaining)
             except NotSent:
                 last_error = "connection-refused"
             except TimeoutError:
@@ -84,22 +84,20 @@ class Worker:
             except (OSError, ValueError):
                 maybe_sent, last_error = True, "connection-lost"
             else:
-                if reply.get("code") == TIMEOUT:
-                    # Proposed, fate unknown: the same (client, seq) elsewhere is safe to retry,
-                    # the session table applies it at most once.
-                    maybe_sent, last_error = True, reply.get("error") or "timeout"
+                if outcome.kind == "retry":
+                    # May have happened; the system de-duplicates a retry elsewhere.
+                    maybe_sent, last_error = True, outcome.error or "timeout"
                     self.node = self._other_node()
                     continue
-                if reply.get("ok") or reply.get("code") != UNAVAILABLE:
-                    type_, value, error = self.workload.completion(op, reply)
+                if outcome.kind != "unavailable":
+                    type_ = outcome.kind
                     if type_ == "fail" and maybe_sent and op["f"] != "read":
                         # An earlier attempt may still be chosen: not definite any more.
                         type_ = "info"
-                    return type_, value, error
-                last_error = reply.get("error") or "unavailable"
-                leader = reply.get("leader")
-                if leader in self.addresses and leader != self.node:
-                    self.node = leader
+                    return type_, outcome.value, outcome.error
+                last_error = outcome.error or "unavailable"
+                if outcome.leader in self.addresses and outcome.leader != self.node:
+                    self.node = outcome.leader
                     continue
             self.node = self._other_node()
             await asyncio.sleep(min(RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))

@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from harness.backends import BACKENDS
-from nemesis.catalogue import NemesisError, parse_kinds
+from harness.systems import SYSTEMS, make_system
+from nemesis.catalogue import NemesisError, parse_kinds, parse_spec, system_needs
 from workloads import WORKLOADS
 
 
@@ -79,6 +80,23 @@ TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool
               "list[str]": "a list of strings"}
 
 
+def check_capabilities(config: RunConfig) -> None:
+    """Refuse what needs a capability the system lacks (harness.systems.CAPABILITIES)."""
+    system = make_system(config.system)
+    needs = system_needs(parse_spec(config.nemesis))
+    if config.bugs:
+        needs.setdefault("bugs", "--bug")
+    for capability, what in needs.items():
+        if capability not in system.capabilities:
+            raise ConfigError(f"{what} needs a system that can {CAPABILITY_WORDS[capability]}; "
+                              f"system {system.name} cannot")
+
+
+CAPABILITY_WORDS = {"leader": "name its leader", "durable": "keep acknowledged writes when "
+                    "every member restarts", "bugs": "inject the bug catalogue",
+                    "log": "serve its chosen log", "counters": "report counters"}
+
+
 def check_node_args(extra: list[str]) -> None:
     """Extra node arguments parsed as the node parses them, so a bad one is refused here rather
     than by every node after the cluster started."""
@@ -102,6 +120,7 @@ def check_node_args(extra: list[str]) -> None:
 
 @dataclass
 class RunConfig:
+    system: str = "paxos"
     backend: str = "local"
     nodes: int = 3
     workload: str = "register"
@@ -163,6 +182,9 @@ class RunConfig:
             if not low <= value <= high:
                 raise ConfigError(f"{option(name)} must be between {low} and {high}, "
                                   f"not {value:g}")
+        if self.system not in SYSTEMS:
+            raise ConfigError(f"unknown system {self.system!r}; choose one of "
+                              f"{', '.join(SYSTEMS)}")
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown backend {self.backend!r}; choose one of "
                               f"{', '.join(BACKENDS)}")
@@ -176,6 +198,7 @@ class RunConfig:
             self.nemesis_kinds()
         except NemesisError as exc:
             raise ConfigError(str(exc)) from None
+        check_capabilities(self)
         if self.heartbeat_ms >= self.election_timeout_ms:
             raise ConfigError(f"--heartbeat-ms ({self.heartbeat_ms}) must be below "
                               f"--election-timeout-ms ({self.election_timeout_ms})")
@@ -230,6 +253,8 @@ class RunConfig:
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     d = RunConfig()
     a = parser.add_argument
+    a("--system", default=d.system, help=f"the system under test: {', '.join(SYSTEMS)} "
+      "(default %(default)s: the bundled Multi-Paxos node)")
     a("--backend", default=d.backend, help=f"where nodes run: {', '.join(BACKENDS)} "
       "(default %(default)s)")
     a("--nodes", type=int, default=d.nodes, help="cluster size (default %(default)s)")

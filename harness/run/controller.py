@@ -20,14 +20,13 @@ from harness.run import store
 from harness.run.clients import Worker, run_worker
 from harness.run.config import RunConfig
 from harness.run.history import HistoryRecorder
-from harness.run.nodeclient import one_request, statuses
+from harness.systems import System, make_system
 from nemesis.catalogue import capabilities, parse_spec
 from nemesis.executor import Nemesis
 from nemesis.schedule import plan
 from workloads import make_workload
 
 LEADER_WAIT_S = 30.0
-LOG_PAGE = 2000
 
 
 class HarnessError(Exception):
@@ -51,22 +50,13 @@ class RunOutcome:
         return {True: 0, False: 1}.get(self.results.get("valid"), 2)
 
 
-def node_args(config: RunConfig, node: str) -> list[str]:
-    args = ["--election-timeout-ms", str(config.election_timeout_ms),
-            "--heartbeat-ms", str(config.heartbeat_ms),
-            "--snapshot-every", str(config.snapshot_every)]
-    if config.bugs and (not config.bug_nodes or node in config.bug_nodes):
-        for bug in config.bugs:
-            args += ["--bug", bug]
-    return args + list(config.node_args)
-
-
 class Controller:
     def __init__(self, config: RunConfig, run_dir: Path, progress: bool = True) -> None:
         self.config = config
         self.run_dir = run_dir
         self.progress = progress
         self.nodes = config.node_ids()
+        self.system: System = make_system(config.system)
         rng = random.Random(config.seed)
         # Separate streams, so adding a fault kind does not change the operation sequence.
         self.op_rng = random.Random(rng.getrandbits(64))
@@ -88,17 +78,13 @@ class Controller:
     # -- cluster state -------------------------------------------------------------------
 
     async def statuses(self, timeout: float = 0.5) -> dict[str, dict | None]:
-        return await statuses({n: self.addresses[n] for n in self.nodes}, timeout)
+        replies = await asyncio.gather(*(self.system.status(self.addresses[n], timeout)
+                                         for n in self.nodes))
+        return dict(zip(self.nodes, replies, strict=True))
 
     async def leader(self) -> str | None:
-        """The node that leads with the highest ballot, asked from `status`."""
-        best: tuple[Any, str] | None = None
-        for node, status in (await self.statuses()).items():
-            if status and status.get("role") == "leader":
-                ballot = tuple(status.get("ballot") or (0, ""))
-                if best is None or ballot > best[0]:
-                    best = (ballot, node)
-        return best[1] if best else None
+        """The member the system names as its leader (for a node: the highest ballot)."""
+        return self.system.leader_of(await self.statuses())
 
     async def wait_for_leader(self, timeout: float) -> str:
         assert self.backend is not None
@@ -108,9 +94,9 @@ class Controller:
                 if not self.backend.is_running(node):
                     tail = self.backend.log_tail(node, 5).strip().replace("\n", " | ")
                     raise HarnessError(f"node {node} exited during start-up: {tail or 'no log'}")
-            for node, status in (await self.statuses()).items():
-                if status and status.get("role") == "leader" and status.get("serving", True):
-                    return node
+            serving = self.system.serving(await self.statuses())
+            if serving is not None:
+                return serving
             await asyncio.sleep(0.1)
         tails = "; ".join(f"{n}: {self.backend.log_tail(n, 1).strip()}" for n in self.nodes)
         raise HarnessError(f"no leader served within {timeout:.0f} s ({tails})")
@@ -187,30 +173,13 @@ class Controller:
             print(("\r" + line + "\x1b[K") if tty else line, end="" if tty else "\n",
                   file=sys.stderr, flush=True)
 
-    async def fetch_log(self, node: str) -> dict | None:
-        entries: list[dict] = []
-        first = None
-        start = 0
-        while True:
-            reply = await one_request(self.addresses[node],
-                                      {"op": "log", "from": start, "limit": LOG_PAGE}, 5.0)
-            if not reply or not reply.get("ok"):
-                return None
-            if first is None:
-                first = reply.get("first", 0)
-            page = reply.get("entries") or []
-            entries.extend(page)
-            if len(page) < LOG_PAGE:
-                return {"first": first, "entries": entries}
-            start = page[-1]["slot"] + 1
-
     async def collect_nodes(self) -> None:
         statuses = await self.statuses(2.0)
         for node in self.nodes:
             node_dir = self.run_dir / "nodes" / node
             node_dir.mkdir(parents=True, exist_ok=True)
             (node_dir / "status.json").write_text(json.dumps(statuses[node], indent=1))
-            log = await self.fetch_log(node)
+            log = await self.system.fetch_log(self.addresses[node])
             (node_dir / "log.json").write_text(json.dumps(log))
 
     def preflight(self) -> None:
@@ -251,7 +220,8 @@ class Controller:
         config = self.config
         worker_rng = random.Random(self.worker_seed)
         workers = [Worker(i, config.concurrency, self.workload, self.history, self.addresses,
-                          config.op_timeout, random.Random(worker_rng.getrandbits(64)))
+                          config.op_timeout, random.Random(worker_rng.getrandbits(64)),
+                          self.system)
                    for i in range(config.concurrency)]
         interval = config.concurrency / config.rate if config.rate > 0 else 0.0
         stop = asyncio.Event()
@@ -285,12 +255,13 @@ class Controller:
             self.end_phases()
 
     def backend_options(self) -> dict[str, Any]:
+        member_args = self.system.member_args
         options: dict[str, Any] = {"node_ids": self.nodes, "run_dir": self.run_dir,
-                                   "node_args": node_args(self.config, self.nodes[0]),
-                                   "run_id": self.run_dir.name}
+                                   "node_args": member_args(self.config, self.nodes[0]),
+                                   "run_id": self.run_dir.name, "system": self.system}
         if self.config.bug_nodes:
-            options["node_args"] = node_args(self.config, "")
-            options["per_node_args"] = {n: node_args(self.config, n) for n in self.nodes}
+            options["node_args"] = member_args(self.config, "")
+            options["per_node_args"] = {n: member_args(self.config, n) for n in self.nodes}
         if self.config.backend == "local":
             options["base_port"] = self.config.base_port
         if self.config.backend == "docker" and self.config.image:

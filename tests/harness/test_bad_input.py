@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from harness.run.config import RANGES, ConfigError, RunConfig
 from nemesis.catalogue import parse_spec
 from nemesis.schedule import plan
 
-from .conftest import harness, node_processes
+from .conftest import REPO, harness
 
 
 def _files(root: Path) -> dict[str, Path]:
@@ -143,15 +146,40 @@ def test_bad_input_gets_one_line(tmp_path: Path, args: list[str], status: int,
     argv = [a.replace("{in}", str(tmp_path / "in")) for a in args]
     if argv[0] in ("run", "campaign"):
         argv += ["--store", str(store)]
-    before = set(node_processes())
-    proc = harness(*argv, timeout=60)
+    proc = _run(argv)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == status, proc.stdout + proc.stderr
     assert len(lines) == 1, proc.stderr
     assert words in lines[0], lines[0]
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not store.exists(), "a refused command wrote into the store"
-    assert set(node_processes()) <= before, "a refused command left a node running"
+    assert not _children_of(proc.args_pid), "a refused command left a node running"
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with subprocess.Popen([sys.executable, "-m", "harness", *argv], cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        out, err = p.communicate(timeout=60)
+    done = subprocess.CompletedProcess(p.args, p.returncode, out, err)
+    done.args_pid = p.pid  # type: ignore[attr-defined]
+    return done
+
+
+def _children_of(controller: int) -> list[int]:
+    """Node processes that a given controller started (they carry its pid)."""
+    from harness.backends.local import CONTROLLER_ENV
+
+    marker = f"{CONTROLLER_ENV}={controller}\0".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes() + b"\0":
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
 
 
 def test_empty_history_and_empty_campaign_are_never_a_pass(tmp_path: Path) -> None:

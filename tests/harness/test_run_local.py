@@ -160,6 +160,14 @@ def test_port_in_use_and_failing_node_exit_3_leave_nothing(store: Path) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1 and not proc.stdout
     assert not (store / "n").exists()
 
+    # One it parses but cannot start with: the node's own last words are in the message.
+    proc = harness("run", "--store", str(store / "s"), "--quiet",
+                   "--node-arg=--secret-file=/no/such/secret", timeout=60)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "exited during start-up" in proc.stdout + proc.stderr
+    assert "/no/such/secret" in proc.stdout + proc.stderr
+    assert not node_processes(run_dir_of(store / "s").name)
+
 
 def test_clean_kills_leftovers_of_a_dead_controller() -> None:
     from harness.backends.local import CONTROLLER_ENV, RUN_ENV

@@ -78,10 +78,11 @@ def test_changed_host_key_is_refused_before_anything_starts(cluster: Cluster,
         assert new != old
         proc, run_dir = ssh_run(cluster, tmp_path)
         assert proc.returncode == 3, proc.stdout + proc.stderr
-        error = [line for line in proc.stdout.splitlines() if line.startswith("harness error:")]
-        assert len(error) == 1, proc.stdout
+        # Refused before anything starts: one line, and no run directory (issue 13).
+        error = proc.stderr.strip().splitlines()
+        assert len(error) == 1, proc.stderr
         assert f"host n2 (root@{cluster.addresses[index]}:22): HOST KEY MISMATCH" in error[0]
-        assert not (run_dir / "nodes").exists() or not any((run_dir / "nodes").iterdir())
+        assert not (tmp_path / "store").exists()
         assert_hosts_clean(cluster)
     finally:
         # The rest of the session knows the host by its new key.

@@ -32,12 +32,12 @@ from harness.backends.ssh.session import (
     Result,
     Session,
 )
+from harness.systems import Member, System
 
 DEFAULT_NODE_PORT = 7000
 MIN_PYTHON = (3, 11)
 STOP_WAIT_S = 5.0
 REMOTE_ROOT = ".paxos-harness"  # under the login user's home
-REPO_ROOT = Path(__file__).resolve().parents[3]
 RUN_ENV = "PAXOS_HARNESS_RUN"
 CONTROLLER_ENV = "PAXOS_HARNESS_CONTROLLER"
 OWNER_FILE = "owner"
@@ -105,15 +105,15 @@ class SshBackend(Backend):
                  ssh_key: str | None = None, accept_new_host_keys: bool = False,
                  node_port: int = DEFAULT_NODE_PORT, connect_timeout: float = CONNECT_TIMEOUT_S,
                  command_timeout: float = COMMAND_TIMEOUT_S, node_code: Path | None = None,
-                 log: Any = None) -> None:
-        super().__init__(node_ids, run_dir, node_args, run_id, per_node_args)
+                 log: Any = None, system: System | None = None) -> None:
+        super().__init__(node_ids, run_dir, node_args, run_id, per_node_args, system)
         if not hosts:
             raise BackendError("--backend ssh needs --hosts FILE or a comma list of hosts")
         self.hosts = assign_hosts(self.node_ids, parse_hosts(hosts))
         self.node_port = node_port
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
-        self.node_code = Path(node_code) if node_code else REPO_ROOT / "node"
+        self.node_code = Path(node_code) if node_code else self.system.code()
         self.log = log if log is not None else sys.stderr
         known = Path(known_hosts or "~/.ssh/known_hosts").expanduser()
         if known_hosts and not known.is_file() and not accept_new_host_keys:
@@ -345,24 +345,23 @@ class SshBackend(Backend):
         return self.hosts[node].node_port or self.node_port
 
     def command(self, node: str) -> list[str]:
-        """The node's command line on its host."""
+        """The node's command line on its host (listening on its cluster address only)."""
         base = self.remote_dir(node)
-        args = [self.hosts[node].python, "-m", "node", "--id", node,
-                "--listen", f"{self.addresses[node]}:{self.port_of(node)}",
-                "--secret-file", f"{base}/cluster.secret"]
-        for peer in self.node_ids:
-            if peer != node:
-                args += ["--peer", f"{peer}={self.addresses[peer]}:{self.port_of(peer)}"]
-        return args + ["--data-dir", f"{base}/data"] + self.args_for(node)
+        member = Member(node=node, listen=(self.addresses[node], self.port_of(node)),
+                        peers={p: (self.addresses[p], self.port_of(p)) for p in self.node_ids
+                               if p != node},
+                        data_dir=f"{base}/data", secret_file=f"{base}/cluster.secret",
+                        python=self.hosts[node].python)
+        return self.system.command(member, self.args_for(node))
 
     def setup(self) -> None:
         if self._caps is None:
             self.capabilities()
-        code = node_code_tar(self.node_code)
+        code = node_code_tar(self.node_code) if self.node_code is not None else None
         _raise_first(_parallel(lambda node: self._deploy(node, code), self.node_ids))
         _raise_first(_parallel(self._start, self.node_ids))
 
-    def _deploy(self, node: str, code: bytes) -> None:
+    def _deploy(self, node: str, code: bytes | None) -> None:
         base = self.remote_dir(node)
         q = netcmds.quote
         self._deployed.add(node)
@@ -371,14 +370,16 @@ class SshBackend(Backend):
         self.run(node, f"set -e\nmkdir -p {q([base + '/code'])} {q([base + '/data'])}\n"
                        f": >{q([base + '/node.log'])}\n"
                        f"printf %s {q([owner])} >{q([base + '/' + OWNER_FILE])}")
-        self.sftp_put(node, code, f"{base}/node.tar")
         self.sftp_put_private(node, self.secret.encode(), f"{base}/cluster.secret")
-        extract = "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])"
-        unpack = [self.hosts[node].python, "-c", extract, f"{base}/node.tar", f"{base}/code"]
-        res = self.run(node, f"set -e\n{q(unpack)}\nrm -f {q([base + '/node.tar'])}")
-        if res.code != 0:
-            raise BackendError(f"host {self.hosts[node].label()}: unpacking the node failed: "
-                               f"{res.text()}")
+        if code is not None:
+            self.sftp_put(node, code, f"{base}/node.tar")
+            extract = "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])"
+            unpack = [self.hosts[node].python, "-c", extract, f"{base}/node.tar",
+                      f"{base}/code"]
+            res = self.run(node, f"set -e\n{q(unpack)}\nrm -f {q([base + '/node.tar'])}")
+            if res.code != 0:
+                raise BackendError(f"host {self.hosts[node].label()}: unpacking the node "
+                                   f"failed: {res.text()}")
         if self._network_managed(node):
             # Rules an earlier run left in our chain must not cut this one.
             self._apply(node, netcmds.NodeNetwork(port=self.port_of(node)))

@@ -1,0 +1,98 @@
+"""The system interface: what the harness needs from a system under test.
+
+A system says how one member starts (its command line, given where the backend placed it), how a
+client's operation goes on the wire and how a reply becomes an outcome, and which optional
+capabilities it has. The backends keep their own mechanisms (processes, containers, hosts;
+signals, iptables, proxies); the checkers and nemeses ask for capabilities by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# What a system may be able to do beyond starting members and serving clients:
+#   leader    it names its current leader (leader-targeted faults need it)
+#   log       it serves its chosen log (the agreement and exactly-once checkers)
+#   counters  it reports counters (elections, rounds, commits) for the fast-path windows
+#   durable   a member restarted on its data directory keeps what it acknowledged (kill:all)
+#   bugs      it can inject the bug catalogue (--bug)
+CAPABILITIES = ("leader", "log", "counters", "durable", "bugs")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member as a backend placed it: what a system needs to build its command line."""
+
+    node: str
+    listen: tuple[str, int]
+    peers: dict[str, tuple[str, int]]  # where this member reaches each peer
+    data_dir: str
+    secret_file: str | None = None
+    python: str = "python3"  # the interpreter on the member's host
+
+
+@dataclass
+class Outcome:
+    """What one attempt of an operation came to, as the system's client reads the reply.
+
+    kind: `ok`; `fail` (definitely did not happen); `info` (may have happened, do not retry);
+    `retry` (may have happened, but trying again elsewhere is safe: the system de-duplicates);
+    `unavailable` (definitely not done here: try the `leader` hint or another member).
+    """
+
+    kind: str
+    value: Any = None
+    error: str | None = None
+    leader: str | None = None
+
+
+class NotSent(OSError):
+    """The request never left: connecting failed. The operation definitely did not happen."""
+
+
+@dataclass
+class System:
+    """A system under test. Subclasses fill in the methods; `capabilities` says what else
+    they can do (CAPABILITIES)."""
+
+    name: str = "abstract"
+    capabilities: frozenset[str] = field(default_factory=frozenset)
+
+    def code(self) -> Path | None:
+        """A package the backends deploy next to each member (None: installed there)."""
+        return None
+
+    def command(self, member: Member, extra: list[str]) -> list[str]:
+        """The member's command line."""
+        raise NotImplementedError
+
+    def member_args(self, config: Any, node: str) -> list[str]:
+        """Arguments a run's configuration gives one member (timing, bugs)."""
+        return []
+
+    def client(self, address: tuple[str, int]) -> Any:
+        """A connection to one member with `async invoke(op, client, seq, timeout) -> Outcome`
+        (raising NotSent, OSError when the connection was lost after sending, TimeoutError)
+        and `close()`."""
+        raise NotImplementedError
+
+    async def status(self, address: tuple[str, int], timeout: float) -> dict[str, Any] | None:
+        """The member's status (role, ballot, counters, ...), None when it does not answer."""
+        return None
+
+    def leader_of(self, statuses: dict[str, dict[str, Any] | None]) -> str | None:
+        """The leader the statuses show (the one with the highest ballot or term)."""
+        return None
+
+    def serving(self, statuses: dict[str, dict[str, Any] | None]) -> str | None:
+        """A member that leads and serves clients: the cluster is up."""
+        return None
+
+    async def fetch_log(self, address: tuple[str, int]) -> dict[str, Any] | None:
+        """The member's chosen log {"first", "entries"}, None when it cannot be had."""
+        return None
+
+    def lacks(self, needed: set[str]) -> set[str]:
+        return set(needed) - set(self.capabilities)

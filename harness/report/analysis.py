@@ -95,6 +95,8 @@ def run_info(config: dict, run_dir: Path) -> dict[str, Any]:
     keys = ("workload", "seed", "nodes", "nemesis", "time_limit", "concurrency", "rate",
             "backend", "bugs", "bug_nodes")
     info = {k: config.get(k) for k in keys if k in config}
+    # Runs stored before the system interface were all of the bundled node.
+    info["system"] = config.get("system", "paxos") if config else None
     info["test"] = config.get("name") or Path(run_dir).parent.name
     info["run_id"] = Path(run_dir).name
     return info

@@ -120,9 +120,15 @@ def verdict_of(run: dict[str, Any]) -> str:
     return VERDICT.get(v, "not checked") if run["results"] else "not checked"
 
 
+def system_of(run: dict[str, Any]) -> str:
+    info = run["results"].get("run") or {}
+    return f"{info.get('system') or '?'} on {info.get('backend') or '?'}"
+
+
 def terminal(a: dict[str, Any], b: dict[str, Any]) -> str:
     table = comparison(a, b)
-    lines = [f"A: {a['name']}  ({verdict_of(a)})", f"B: {b['name']}  ({verdict_of(b)})", ""]
+    lines = [f"A: {a['name']}  ({verdict_of(a)}, {system_of(a)})",
+             f"B: {b['name']}  ({verdict_of(b)}, {system_of(b)})", ""]
     if not table:
         lines.append("neither run recorded fast-path windows")
     for window, rows in table.items():

@@ -50,7 +50,9 @@ def print_summary(outcome) -> None:
         print(f"harness error: {outcome.harness_error}")
     if outcome.interrupted:
         print("interrupted: the history so far is kept; the run is marked incomplete")
-    seed = json.loads((run_dir / "config.json").read_text()).get("seed")
-    print(f"verdict: {VERDICT.get(results.get('valid'), results.get('valid'))}   seed: {seed}")
+    config = json.loads((run_dir / "config.json").read_text())
+    print(f"verdict: {VERDICT.get(results.get('valid'), results.get('valid'))}   seed: "
+          f"{config.get('seed')}   system: {config.get('system', 'paxos')} on "
+          f"{config.get('backend', 'local')}")
     report = run_dir / "report.html"
     print(f"run: {run_dir}" + (f"\nreport: {report}" if report.exists() else ""))

@@ -159,7 +159,8 @@ class RunConfig:
             return self.name
         kinds = "+".join(self.nemesis_kinds()) or "none"
         bugs = "-" + "+".join(self.bugs) if self.bugs else ""
-        return f"{self.workload}-{kinds}-n{self.nodes}{bugs}"
+        system = "" if self.system == "paxos" else f"{self.system}-"
+        return f"{system}{self.workload}-{kinds}-n{self.nodes}{bugs}"
 
     def phase_durations(self) -> dict[str, float]:
         """Warm-up, faults and recovery share the time limit 1 : 3 : 1 (recovery at least 3 s

@@ -272,3 +272,27 @@ def test_any_configuration_validates_and_plans_fast_or_is_refused(data: dict) ->
     for name in RANGES:
         value = getattr(config, name)
         assert value is None or math.isfinite(value)
+
+
+# -- a system without a capability is refused what needs it ------------------------------------
+
+@pytest.mark.parametrize("options,words", [
+    ({"nemesis": "partition:isolate-leader"}, "partition:isolate-leader needs a system that can "
+     "name its leader; system plain cannot"),
+    ({"nemesis": "kill:all"}, "kill:all needs a system that can keep acknowledged writes"),
+    ({"nemesis": "pause:leader"}, "pause:leader needs a system that can name its leader"),
+    ({"nemesis": "partition:halves", "bugs": ["read-local"]}, "--bug needs a system that can "
+     "inject the bug catalogue"),
+])
+def test_a_capability_the_system_lacks_is_refused(monkeypatch, options: dict,
+                                                   words: str) -> None:
+    from harness.run import config as config_module
+    from harness.systems import System
+
+    plain = System("plain", frozenset({"log", "counters"}))
+    monkeypatch.setattr(config_module, "make_system", lambda name: plain)
+    with pytest.raises(ConfigError) as err:
+        RunConfig(**options).validate()
+    assert words in str(err.value) and "\n" not in str(err.value)
+    # what needs nothing of it passes
+    RunConfig(nemesis="partition:halves,kill:one").validate()

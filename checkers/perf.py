@@ -138,6 +138,7 @@ def _counter_delta(samples: list[dict], window: str) -> dict[str, Any] | None:
     per_node: dict[str, dict[str, int]] = {}
     missing: list[str] = []
     restarted: list[str] = []
+    seen: set[str] = set()
     chosen_start, chosen_end = [], []
     for node in sorted(set(opening.get("nodes") or {}) | set(closing.get("nodes") or {})):
         a = (opening.get("nodes") or {}).get(node)
@@ -160,12 +161,14 @@ def _counter_delta(samples: list[dict], window: str) -> dict[str, Any] | None:
                 d = y - x
             node_delta[name] = d
             totals[name] += d
+            seen.add(name)
         per_node[node] = node_delta
         if isinstance(a.get("chosen"), int) and isinstance(b.get("chosen"), int):
             chosen_start.append(a["chosen"])
             chosen_end.append(b["chosen"])
-    # No node answered at both boundaries: the counters are unknown, not zero.
-    out: dict[str, Any] = {name: totals.get(name, 0) if per_node else None
+    # No node answered at both boundaries, or no node reports that counter (a system
+    # without Phase-1 rounds): unknown, not zero.
+    out: dict[str, Any] = {name: totals.get(name, 0) if name in seen else None
                            for name in COUNTERS}
     # Slots chosen cluster-wide: the highest chosen index moved by this much. Unambiguous whether
     # a node's `commits` counts slots it led or slots it learned.

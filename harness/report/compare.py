@@ -127,8 +127,10 @@ def system_of(run: dict[str, Any]) -> str:
 
 def terminal(a: dict[str, Any], b: dict[str, Any]) -> str:
     table = comparison(a, b)
-    lines = [f"A: {a['name']}  ({verdict_of(a)}, {system_of(a)})",
-             f"B: {b['name']}  ({verdict_of(b)}, {system_of(b)})", ""]
+    lines = [f"A: {a['name']}  ({verdict_of(a)})", f"B: {b['name']}  ({verdict_of(b)})"]
+    if system_of(a) != "? on ?" or system_of(b) != "? on ?":
+        lines.append(f"systems: A {system_of(a)}, B {system_of(b)}")
+    lines.append("")
     if not table:
         lines.append("neither run recorded fast-path windows")
     for window, rows in table.items():

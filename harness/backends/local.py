@@ -64,11 +64,20 @@ class LocalBackend(Backend):
         self.mesh: ProxyMesh | None = None
         self.peer_addresses: dict[Edge, tuple[str, int]] = {}
         self._secret_dir: Path | None = None
+        self.extra_addresses: dict[str, dict[str, tuple[str, int]]] = {}
+        self.advertised: dict[str, tuple[str, int]] = {}
 
     def capabilities(self) -> set[str]:
-        if self.direct:
-            return {"pause", "kill", "disk"}
-        return {"partition", "pause", "kill", "delay", "disk"}
+        caps = {"pause", "kill"}
+        if self.system.fsync_shim:
+            caps.add("disk")  # the slow-disk shim is a Python sitecustomize
+        routable = not self.system.extra_ports or self.system.route_names({}, "") is not None
+        if not self.direct and routable:
+            # The proxies split links by the port each member dials, or, for a system whose
+            # members all dial a peer at its one advertised address (etcd), by the sender its
+            # requests name.
+            caps |= {"partition", "delay"}
+        return caps
 
     def setup(self) -> None:
         for i, node in enumerate(self.node_ids):
@@ -79,15 +88,30 @@ class LocalBackend(Backend):
             else:
                 port = free_port(host)
             self.addresses[node] = (host, port)
+            self.extra_addresses[node] = {name: (host, free_port(host))
+                                          for name in self.system.extra_ports}
         if not self.direct:
             self.mesh = ProxyMesh()
+        if self.system.extra_ports and "peer" in self.system.extra_ports:
+            self.advertised = {n: a["peer"] for n, a in self.extra_addresses.items()}
+            names = self.system.route_names(self.advertised, self.run_id)
+            if self.mesh is not None and names is not None:
+                self.advertised = {
+                    n: self.mesh.add_routed(n, self.extra_addresses[n]["peer"],
+                                            [o for o in self.node_ids if o != n], {})
+                    for n in self.node_ids}
+                self.mesh.names.update(self.system.route_names(self.advertised, self.run_id)
+                                       or {})
         for src in self.node_ids:
             for dst in self.node_ids:
-                if src != dst:
+                if src == dst:
+                    continue
+                if self.advertised:
+                    self.peer_addresses[(src, dst)] = self.advertised[dst]
+                else:
                     self.peer_addresses[(src, dst)] = (
                         self.addresses[dst] if self.mesh is None
-                        else self.mesh.add_edge((src, dst), self.addresses[dst])
-                    )
+                        else self.mesh.add_edge((src, dst), self.addresses[dst]))
         for node in self.node_ids:
             self.node_dir(node).mkdir(parents=True, exist_ok=True)
             self._spawn(node)
@@ -110,7 +134,10 @@ class LocalBackend(Backend):
                         peers={p: self.peer_addresses[(node, p)] for p in self.node_ids
                                if p != node},
                         data_dir=str(self.node_dir(node) / "data"),
-                        secret_file=str(self.secret_file()), python=sys.executable)
+                        secret_file=str(self.secret_file()), python=sys.executable,
+                        ports=self.extra_addresses.get(node, {}),
+                        advertised=self.advertised,
+                        cluster_token=self.run_id)
         return self.system.command(member, self.args_for(node))
 
     def _spawn(self, node: str) -> None:
@@ -199,7 +226,10 @@ class LocalBackend(Backend):
             if proc.poll() is None:
                 try:
                     os.kill(proc.pid, signal.SIGCONT)
-                    proc.terminate()
+                    if self.system.graceful_stop:
+                        proc.terminate()
+                    else:
+                        proc.kill()
                 except ProcessLookupError:
                     pass
         deadline = time.monotonic() + 3

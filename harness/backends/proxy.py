@@ -56,6 +56,14 @@ class _EdgeProxy:
         self.links.clear()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.serve(reader, writer)
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    prefix: bytes = b"", payload_backward: bool = False,
+                    target: tuple[str, int] | None = None) -> None:
+        """Carry one connection of this edge. `prefix`: bytes already read from the dialer;
+        `payload_backward`: the edge's messages travel in the replies (a stream the receiver
+        asked for), so the delay applies to that direction."""
         link = _Link(writer)
         self.links.add(link)
         try:
@@ -64,12 +72,16 @@ class _EdgeProxy:
                 return
             try:
                 up_reader, link.up_writer = await asyncio.wait_for(
-                    asyncio.open_connection(*self.target), timeout=2.0
+                    asyncio.open_connection(*(target or self.target)), timeout=2.0
                 )
             except (TimeoutError, OSError):
                 return
-            forward = asyncio.ensure_future(self._pump(reader, link.up_writer, forward=True))
-            backward = asyncio.ensure_future(self._pump(up_reader, writer, forward=False))
+            if prefix:
+                link.up_writer.write(prefix)
+            forward = asyncio.ensure_future(self._pump(reader, link.up_writer,
+                                                       forward=not payload_backward))
+            backward = asyncio.ensure_future(self._pump(up_reader, writer,
+                                                        forward=payload_backward))
             link.tasks = [forward, backward]
             await asyncio.wait(link.tasks, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
@@ -121,12 +133,56 @@ class _EdgeProxy:
             pass
 
 
+class _RoutedListener:
+    """One listener in front of one member's peer port, for systems whose members all dial a
+    peer at the one address it advertises (etcd): each connection's first HTTP request names
+    its sender (`X-Server-From`), which picks the directed edge it belongs to. A stream a member
+    asks its peer for (`GET /raft/stream/...`) carries the peer's messages back: it belongs to
+    the edge from the peer to the asker. A connection that names no known sender is carried
+    as it is (probes, version checks)."""
+
+    def __init__(self, mesh: ProxyMesh, dst: str, target: tuple[str, int]) -> None:
+        self.mesh = mesh
+        self.dst = dst
+        self.passthrough = _EdgeProxy((dst, dst), target)
+        self.server: asyncio.base_events.Server | None = None
+        self.address: tuple[str, int] | None = None
+
+    async def start(self, host: str) -> None:
+        self.server = await asyncio.start_server(self._accept, host, 0)
+        self.address = self.server.sockets[0].getsockname()[:2]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10.0)
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+            writer.close()
+            return
+        request, *headers = head.decode("latin-1").split("\r\n")
+        method, _, rest = request.partition(" ")
+        path = rest.partition(" ")[0]
+        sender_id = next((v.strip() for k, _, v in (h.partition(":") for h in headers)
+                          if k.strip().lower() == "x-server-from"), None)
+        src = self.mesh.names.get(sender_id or "")
+        target = self.passthrough.target
+        if src is None or src == self.dst:
+            await self.passthrough.serve(reader, writer, prefix=head)
+        elif method == "GET" and path.startswith("/raft/stream/"):
+            await self.mesh.edges[(self.dst, src)].serve(reader, writer, prefix=head,
+                                                        payload_backward=True, target=target)
+        else:
+            await self.mesh.edges[(src, self.dst)].serve(reader, writer, prefix=head,
+                                                        target=target)
+
+
 class ProxyMesh:
     """All directed edges of a cluster. Thread-safe control from the harness."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
         self.edges: dict[Edge, _EdgeProxy] = {}
+        self.routed: dict[str, _RoutedListener] = {}
+        self.names: dict[str, str] = {}  # sender ids in request headers -> node names
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="proxies", daemon=True)
         self._thread.start()
@@ -147,6 +203,24 @@ class ProxyMesh:
         self.edges[edge] = proxy
         assert proxy.address is not None
         return proxy.address
+
+    def add_routed(self, dst: str, target: tuple[str, int], others: Iterable[str],
+                   names: dict[str, str]) -> tuple[str, int]:
+        """One listener in front of `dst`'s peer port, splitting its connections into the
+        edges between `dst` and each of `others` by the sender the requests name (`names`:
+        header id -> node). Returns the address `dst` should advertise."""
+        self.names.update(names)
+        for other in others:
+            for edge in ((other, dst), (dst, other)):
+                if edge not in self.edges:
+                    # No listener of its own: its connections come through a routed listener,
+                    # which names the upstream.
+                    self.edges[edge] = _EdgeProxy(edge, target)
+        listener = _RoutedListener(self, dst, target)
+        self._call(listener.start, self.host)
+        self.routed[dst] = listener
+        assert listener.address is not None
+        return listener.address
 
     def set_cut(self, cut: Iterable[Edge]) -> None:
         """Make exactly the given edges cut; every other edge flows."""
@@ -178,10 +252,13 @@ class ProxyMesh:
 
     def close(self) -> None:
         def stop() -> None:
-            for proxy in self.edges.values():
+            for proxy in [*self.edges.values(), *(r.passthrough for r in self.routed.values())]:
                 proxy.drop_links()
                 if proxy.server is not None:
                     proxy.server.close()
+            for listener in self.routed.values():
+                if listener.server is not None:
+                    listener.server.close()
 
         if self._loop.is_running():
             try:

@@ -29,6 +29,12 @@ _RANK = {False: 0, "unknown": 1, True: 2}
 ORDER = ("linearizability", "set", "agreement", "exactly-once", "availability")
 
 
+NOT_APPLICABLE = "n/a"
+# Systems that serve their chosen log (harness.systems: the "log" capability). Stored runs are
+# read without importing the systems, so the names are kept here.
+LOG_SYSTEMS = ("paxos",)
+
+
 def merge_valid(verdicts: list[Any]) -> Any:
     """false > unknown > true; no verdict at all is unknown (never a vacuous pass)."""
     if not verdicts:
@@ -123,7 +129,16 @@ def _linearizability(client_ops: list[dict]) -> dict[str, Any]:
         from checkers.linearizability import check
     except ImportError as exc:
         return {"valid": "unknown", "reason": f"linearizability checker unavailable: {exc}"}
-    return check(client_ops, model="kv")
+    result = check(client_ops, model="kv")
+    op = (result.get("failure") or {}).get("op") or {}
+    index = op.get("complete_index", op.get("invoke_index"))
+    if isinstance(index, int) and 0 <= index < len(client_ops):
+        # The member that served it: with local (serializable) reads, the stale one.
+        node = client_ops[index].get("node")
+        if node is not None:
+            op["node"] = node
+            result["reason"] = f"{result['reason']} (served by {node})"
+    return result
 
 
 def analyze(run_dir: Path) -> dict[str, Any]:
@@ -151,7 +166,14 @@ def analyze(run_dir: Path) -> dict[str, Any]:
     elif workload == "set":
         start = (by_phase.get("final-reads") or {}).get("start")
         checkers["set"] = _guarded(lambda: set_checker.check(history, "set", start))
-    if logs:
+    system = config.get("system", "paxos")
+    if system not in LOG_SYSTEMS:
+        # Not a pass: the run's verdict rests on the checkers that do apply, and the report
+        # says these did not.
+        why = f"not applicable: system {system} does not serve its chosen log"
+        checkers["agreement"] = {"valid": NOT_APPLICABLE, "reason": why}
+        checkers["exactly-once"] = {"valid": NOT_APPLICABLE, "reason": why}
+    elif logs:
         checkers["agreement"] = _guarded(lambda: agreement.check(logs, statuses))
         checkers["exactly-once"] = _guarded(lambda: exactly_once.check(history, logs))
     else:
@@ -160,7 +182,8 @@ def analyze(run_dir: Path) -> dict[str, Any]:
     checkers["availability"] = _guarded(lambda: availability.check(history, phases, bound))
     checkers = {k: checkers[k] for k in ORDER if k in checkers}
 
-    verdict = merge_valid([c.get("valid") for c in checkers.values()])
+    verdict = merge_valid([c.get("valid") for c in checkers.values()
+                           if c.get("valid") != NOT_APPLICABLE])
     reason = None
     for name, c in checkers.items():
         if c.get("valid") == verdict and verdict is not True:

@@ -83,6 +83,12 @@ TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool
 def check_capabilities(config: RunConfig) -> None:
     """Refuse what needs a capability the system lacks (harness.systems.CAPABILITIES)."""
     system = make_system(config.system)
+    if system.workloads is not None and config.workload not in system.workloads:
+        raise ConfigError(f"system {system.name} cannot run workload {config.workload!r}; it "
+                          f"runs {', '.join(system.workloads)}")
+    if config.serializable_reads and config.system != "etcd":
+        raise ConfigError("--serializable-reads is an etcd option (the bundled node has no "
+                          "local reads but its --bug read-local)")
     needs = system_needs(parse_spec(config.nemesis))
     if config.bugs:
         needs.setdefault("bugs", "--bug")
@@ -147,6 +153,7 @@ class RunConfig:
     ssh_known_hosts: str | None = None
     ssh_key: str | None = None
     ssh_accept_new_host_keys: bool = False
+    serializable_reads: bool = False
 
     def nemesis_kinds(self) -> list[str]:
         return parse_kinds(self.nemesis)
@@ -311,6 +318,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     a("--ssh-accept-new-host-keys", action="store_true",
       help="ssh backend, UNSAFE: accept the host key of a host that known_hosts does not know, "
       "without checking it, and append it there (a changed key is still refused)")
+    a("--serializable-reads", action="store_true",
+      help="etcd: serializable reads (each member answers from its own state, which may be "
+      "stale) instead of linearizable ones")
     a("--image", default=None, help="docker backend: node image (default paxos-node:latest)")
 
 

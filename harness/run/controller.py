@@ -56,7 +56,8 @@ class Controller:
         self.run_dir = run_dir
         self.progress = progress
         self.nodes = config.node_ids()
-        self.system: System = make_system(config.system)
+        self.system: System = make_system(config.system,
+                                          serializable_reads=config.serializable_reads)
         rng = random.Random(config.seed)
         # Separate streams, so adding a fault kind does not change the operation sequence.
         self.op_rng = random.Random(rng.getrandbits(64))

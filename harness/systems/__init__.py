@@ -13,14 +13,18 @@ from __future__ import annotations
 
 from harness.systems.base import CAPABILITIES, Member, NotSent, Outcome, System
 
-SYSTEMS = ("paxos",)
+SYSTEMS = ("paxos", "etcd")
 
 
-def make_system(name: str) -> System:
+def make_system(name: str, **options: object) -> System:
     if name == "paxos":
         from harness.systems.paxos import PaxosSystem
 
         return PaxosSystem()
+    if name == "etcd":
+        from harness.systems.etcd import EtcdSystem
+
+        return EtcdSystem(serializable_reads=bool(options.get("serializable_reads")))
     raise ValueError(f"unknown system {name!r}; choose one of {', '.join(SYSTEMS)}")
 
 

@@ -31,6 +31,11 @@ class Member:
     data_dir: str
     secret_file: str | None = None
     python: str = "python3"  # the interpreter on the member's host
+    ports: dict[str, tuple[str, int]] = field(default_factory=dict)  # System.extra_ports
+    # Where every member's peer port is reached (for systems whose members share one member
+    # list, like etcd's --initial-cluster); empty when each member dials its peers itself.
+    advertised: dict[str, tuple[str, int]] = field(default_factory=dict)
+    cluster_token: str | None = None  # one per run
 
 
 @dataclass
@@ -59,6 +64,10 @@ class System:
 
     name: str = "abstract"
     capabilities: frozenset[str] = field(default_factory=frozenset)
+    extra_ports: tuple[str, ...] = ()   # ports a member needs beside its client port
+    workloads: tuple[str, ...] | None = None  # the workloads it can serve (None: all)
+    fsync_shim: bool = True   # a Python program, so the local slow-disk shim reaches its fsyncs
+    graceful_stop: bool = True  # SIGTERM at teardown (else SIGKILL: its members stop slowly)
 
     def code(self) -> Path | None:
         """A package the backends deploy next to each member (None: installed there)."""
@@ -92,6 +101,13 @@ class System:
 
     async def fetch_log(self, address: tuple[str, int]) -> dict[str, Any] | None:
         """The member's chosen log {"first", "entries"}, None when it cannot be had."""
+        return None
+
+    def route_names(self, advertised: dict[str, tuple[str, int]],
+                    token: str) -> dict[str, str] | None:
+        """For systems whose members all dial a peer at the one address it advertises: the
+        sender ids their peer requests carry (an X-Server-From header), to node names, so a
+        proxy can split the links. None: the system cannot be split that way."""
         return None
 
     def lacks(self, needed: set[str]) -> set[str]:

@@ -99,9 +99,9 @@ class Backend:
     def probe(self, faults: set[str]) -> None:
         missing = set(faults) - self.capabilities()
         if missing:
-            raise BackendError(
-                f"backend {self.name} cannot do {', '.join(sorted(missing))} on this machine"
-            )
+            which = "" if self.system.name == "paxos" else f" for system {self.system.name}"
+            raise BackendError(f"backend {self.name} cannot do {', '.join(sorted(missing))}"
+                               f"{which} on this machine")
 
     def setup(self) -> None:
         """Create everything and start every node."""

@@ -29,6 +29,7 @@ from typing import Any
 
 from harness.backends.local import LocalBackend
 from harness.run.config import ConfigError, check_node_args
+from harness.systems import SYSTEMS, make_system
 from harness.systems.paxos import statuses as cluster_statuses
 
 KEYS = 16
@@ -273,6 +274,80 @@ async def bench_mode(mode: str, client_counts: list[int], seconds: float,
     return rows
 
 
+async def system_loop(system: Any, address: tuple[str, int], clients: int, op: str,
+                      seconds: float) -> _Load:
+    """The closed loop through a system's own client (etcd: its JSON gateway over HTTP)."""
+    run = _Load(op, time.monotonic() + seconds)
+
+    async def one(i: int) -> None:
+        client = system.client(address)
+        key = f"b{i % KEYS}"
+        seq = 0
+        try:
+            while run.more():
+                seq += 1
+                value = None if op == "read" else seq
+                t0 = time.perf_counter()
+                try:
+                    outcome = await client.invoke({"f": op, "key": key, "value": value},
+                                                  f"{op}{clients}-{i}", seq, 5.0)
+                except (TimeoutError, OSError):
+                    run.errors += 1
+                    continue
+                if outcome.kind == "ok":
+                    run.latencies.append(time.perf_counter() - t0)
+                else:
+                    run.errors += 1
+                    run.error_codes[outcome.error or outcome.kind] = (
+                        run.error_codes.get(outcome.error or outcome.kind, 0) + 1)
+        finally:
+            client.close()
+
+    await asyncio.gather(*(one(i) for i in range(clients)))
+    return run
+
+
+async def bench_system(name: str, client_counts: list[int], seconds: float,
+                       ops: list[str], data_root: str | None) -> list[dict[str, Any]]:
+    """The same cells against another system (etcd), on the same local backend, direct links."""
+    system = make_system(name)
+    tmp = Path(tempfile.mkdtemp(prefix=f"paxos-bench-{name}-", dir=data_root))
+    backend = LocalBackend(["n1", "n2", "n3"], tmp, [], f"bench-{name}-{tmp.name}",
+                           direct=True, system=system)
+
+    async def snapshot() -> dict[str, dict | None]:
+        replies = await asyncio.gather(*(system.status(addresses[n], 2.0)
+                                         for n in backend.node_ids))
+        return dict(zip(backend.node_ids, replies, strict=True))
+
+    rows = []
+    try:
+        await asyncio.to_thread(backend.setup)
+        addresses = {n: backend.client_address(n) for n in backend.node_ids}
+        deadline = time.monotonic() + 30
+        leader = None
+        while leader is None and time.monotonic() < deadline:
+            leader = system.serving(await snapshot())
+            if leader is None:
+                await asyncio.sleep(0.2)
+        if leader is None:
+            raise RuntimeError(f"{name}: no leader within 30 s")
+        await system_loop(system, addresses[leader], KEYS, "write", 0.5)
+        for op in ops:
+            for clients in client_counts:
+                before = counters_of(await snapshot())
+                t0 = time.monotonic()
+                run = await system_loop(system, addresses[leader], clients, op, seconds)
+                elapsed = time.monotonic() - t0
+                after = counters_of(await snapshot())
+                rows.append(row_of(name, op, clients, run, elapsed, leader,
+                                   delta(before, after)))
+    finally:
+        await asyncio.to_thread(backend.teardown)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
 async def bench_commands(total: int, clients: int, extra_args: list[str],
                          data_root: str | None, progress: bool) -> dict[str, Any]:
     """`total` writes by `clients` closed-loop clients; every node's RSS sampled along the way."""
@@ -342,6 +417,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="duration of each measurement (default %(default)s)")
     parser.add_argument("--clients", default="1,64",
                         help="comma list of closed-loop client counts (default %(default)s)")
+    parser.add_argument("--system", default="paxos", metavar="NAME,...",
+                        help=f"systems to measure, a comma list of {', '.join(SYSTEMS)}: the "
+                        "bundled node in each --modes, others (etcd) as they come; one table "
+                        "(default %(default)s)")
     parser.add_argument("--modes", default="multi,classic",
                         help="multi (Multi-Paxos), classic (Phase 1 before every slot) "
                         "(default %(default)s)")
@@ -387,6 +466,13 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--clients must be at most 10000 each")
         if args.node_args:
             check_node_args(args.node_args)
+        systems = [s.strip() for s in args.system.split(",") if s.strip()]
+        if not systems or set(systems) - set(SYSTEMS):
+            raise ValueError(f"--system takes {', '.join(SYSTEMS)} (a comma list), not "
+                             f"{args.system!r}")
+        for system in systems:
+            if system == "etcd" and not shutil.which("etcd"):
+                raise ValueError("--system etcd needs etcd (apt-get install etcd-server)")
     except (ValueError, ConfigError) as exc:
         print(f"harness bench: {exc}", file=sys.stderr)
         return 3
@@ -413,9 +499,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     rows: list[dict] = []
     try:
-        for mode in modes:
-            rows += asyncio.run(bench_mode(mode, clients, args.seconds, args.node_args, ops,
-                                           args.data_root))
+        for system in systems:
+            if system != "paxos":
+                rows += asyncio.run(bench_system(system, clients, args.seconds, ops,
+                                                 args.data_root))
+                continue
+            for mode in modes:
+                rows += asyncio.run(bench_mode(mode, clients, args.seconds, args.node_args,
+                                               ops, args.data_root))
     except (RuntimeError, OSError) as exc:
         print(f"harness bench: {exc}", file=sys.stderr)
         return 3

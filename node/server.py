@@ -370,13 +370,18 @@ class PeerLink:
                 self.server.log(f"connected to peer {self.peer_id} at "
                                 f"{self.addr[0]}:{self.addr[1]}")
             try:
-                if await self._handshake(reader, writer):
+                answer = await self._handshake(reader, writer)
+                if answer == "ok":
                     self.writer = writer
                     # After the handshake the peer never writes on this connection: EOF or an
                     # error means it is gone.
                     await reader.read(1)
-                else:
+                elif answer == "impostor":
                     backoff = 0.5
+                else:
+                    # No answer (a proxy whose peer is not up yet, a cut link): dial again soon,
+                    # as after a refused connection.
+                    backoff = min(backoff * 2, 0.5)
             except (OSError, ConnectionError):
                 pass
             finally:
@@ -387,8 +392,9 @@ class PeerLink:
 
 
     async def _handshake(self, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> bool:
-        """Prove we hold the cluster secret and check that the peer does (node.auth)."""
+                         writer: asyncio.StreamWriter) -> str:
+        """Prove we hold the cluster secret and check that the peer does (node.auth): "ok",
+        "silent" (no challenge came) or "impostor" (a wrong proof)."""
         srv = self.server
         assert srv.secret is not None
         me, ours = srv.opts.id, auth.new_nonce()
@@ -401,18 +407,18 @@ class PeerLink:
                 asyncio.LimitOverrunError):
             obj = None
         if not isinstance(obj, dict) or obj.get("type") != "challenge":
-            return False  # silence (a cut link), or not a node of ours
+            return "silent"  # a cut link, a peer not up yet, or not a node of ours
         theirs = obj.get("nonce")
         expected = auth.proof(srv.secret, "accept", me, self.peer_id, ours, str(theirs))
         if not auth.valid_nonce(theirs) or not auth.check(expected, obj.get("proof")):
             srv.log_limited(f"peer-proof-{self.peer_id}", f"the node at {self.addr[0]}:"
                             f"{self.addr[1]} failed to prove it is {self.peer_id}: not sending "
                             "to it")
-            return False
+            return "impostor"
         writer.write(protocol.encode({
             "type": "auth", "proof": auth.proof(srv.secret, "dial", me, self.peer_id, ours,
                                                 theirs)}))
-        return True
+        return "ok"
 
 
 class NodeServer:

@@ -15,6 +15,7 @@ def main() -> None:
     p.add_argument("--listen", required=True)
     p.add_argument("--peer", action="append", default=[])
     p.add_argument("--data-dir", required=True)
+    p.add_argument("--secret-file")  # the real node authenticates its peers; this one does not
     args, extra = p.parse_known_args()
     peers = {}
     for item in args.peer:

@@ -258,19 +258,28 @@ async def bench_mode(mode: str, client_counts: list[int], seconds: float,
         leader = await wait_leader(addresses)
         # Warm up (connections, session table, every key written so reads find a value).
         await closed_loop(addresses[leader], KEYS, "write", 0.5, "warm")
-        for op in ops or ["write", "read"]:
-            for clients in client_counts:
-                before = counters_of(await statuses(addresses))
-                t0 = time.monotonic()
-                run = await closed_loop(addresses[leader], clients, op, seconds,
-                                        f"{op}{clients}-")
-                elapsed = time.monotonic() - t0
-                after = counters_of(await statuses(addresses))
-                rows.append(row_of(mode, op, clients, run, elapsed, leader,
-                                   delta(before, after)))
+        rows = await measure_cells(
+            mode, ops or ["write", "read"], client_counts, leader, lambda: statuses(addresses),
+            lambda op, clients: closed_loop(addresses[leader], clients, op, seconds,
+                                            f"{op}{clients}-"))
     finally:
         await asyncio.to_thread(backend.teardown)
         shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+async def measure_cells(mode: str, ops: list[str], client_counts: list[int], leader: str,
+                        snapshot: Any, load: Any) -> list[dict[str, Any]]:
+    """One row per (op, clients): the load's latencies and the counters it moved."""
+    rows = []
+    for op in ops:
+        for clients in client_counts:
+            before = counters_of(await snapshot())
+            t0 = time.monotonic()
+            run = await load(op, clients)
+            elapsed = time.monotonic() - t0
+            after = counters_of(await snapshot())
+            rows.append(row_of(mode, op, clients, run, elapsed, leader, delta(before, after)))
     return rows
 
 
@@ -333,15 +342,9 @@ async def bench_system(name: str, client_counts: list[int], seconds: float,
         if leader is None:
             raise RuntimeError(f"{name}: no leader within 30 s")
         await system_loop(system, addresses[leader], KEYS, "write", 0.5)
-        for op in ops:
-            for clients in client_counts:
-                before = counters_of(await snapshot())
-                t0 = time.monotonic()
-                run = await system_loop(system, addresses[leader], clients, op, seconds)
-                elapsed = time.monotonic() - t0
-                after = counters_of(await snapshot())
-                rows.append(row_of(name, op, clients, run, elapsed, leader,
-                                   delta(before, after)))
+        rows = await measure_cells(
+            name, ops, client_counts, leader, snapshot,
+            lambda op, clients: system_loop(system, addresses[leader], clients, op, seconds))
     finally:
         await asyncio.to_thread(backend.teardown)
         shutil.rmtree(tmp, ignore_errors=True)

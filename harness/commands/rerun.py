@@ -16,8 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.report.summary import print_summary
-    from harness.run.controller import RunRefused, execute
+    from harness.commands.run import execute_and_summarize
 
     path = Path(args.run_dir) / "config.json"
     try:
@@ -32,10 +31,4 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"harness rerun: {path}: {exc}", file=sys.stderr)
         return 3
-    try:
-        outcome = execute(config, progress=not args.quiet)
-    except RunRefused as exc:
-        print(f"harness rerun: {exc}", file=sys.stderr)
-        return 3
-    print_summary(outcome)
-    return outcome.exit_code
+    return execute_and_summarize(config, "rerun", progress=not args.quiet)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.run.config import ConfigError, add_run_arguments, config_from_args
+from harness.run.config import ConfigError, RunConfig, add_run_arguments, config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,9 +14,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.report.summary import print_summary
-    from harness.run.controller import RunRefused, execute
-
     config = config_from_args(args)
     try:
         config.validate()
@@ -24,10 +21,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"harness run: {exc}", file=sys.stderr)
         return 3
     config.with_seed()
+    return execute_and_summarize(config, "run", progress=not args.quiet)
+
+
+def execute_and_summarize(config: RunConfig, command: str, progress: bool) -> int:
+    """Run a validated configuration, print the summary; the exit status (a refusal: 3)."""
+    from harness.report.summary import print_summary
+    from harness.run.controller import RunRefused, execute
+
     try:
-        outcome = execute(config, progress=not args.quiet)
+        outcome = execute(config, progress=progress)
     except RunRefused as exc:
-        print(f"harness run: {exc}", file=sys.stderr)
+        print(f"harness {command}: {exc}", file=sys.stderr)
         return 3
     print_summary(outcome)
     return outcome.exit_code

@@ -32,6 +32,9 @@ def node_host(index: int) -> str:
     return f"127.0.10.{index + 1}"
 
 
+SECRET_PREFIX = "paxos-secret-"
+
+
 def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -119,7 +122,8 @@ class LocalBackend(Backend):
     def secret_file(self) -> Path:
         """The cluster secret, in a private directory outside the store (which may be served)."""
         if self._secret_dir is None:
-            self._secret_dir = Path(tempfile.mkdtemp(prefix="paxos-secret-"))
+            # The controller's pid in the name: `harness clean` removes it once that is gone.
+            self._secret_dir = Path(tempfile.mkdtemp(prefix=f"{SECRET_PREFIX}{os.getpid()}-"))
             path = self._secret_dir / "cluster.secret"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -272,7 +276,8 @@ def leftover_pids(run_id: str | None = None) -> list[int]:
 
 
 def clean_local(run_id: str | None = None) -> list[int]:
-    """Kill leftover node processes; returns their pids."""
+    """Kill leftover node processes and remove the secrets of dead controllers; returns the
+    pids killed."""
     pids = leftover_pids(run_id)
     for pid in pids:
         for sig in (signal.SIGCONT, signal.SIGKILL):
@@ -280,4 +285,16 @@ def clean_local(run_id: str | None = None) -> list[int]:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 break
+    for path in leftover_secrets():
+        shutil.rmtree(path, ignore_errors=True)
     return pids
+
+
+def leftover_secrets(root: str | None = None) -> list[Path]:
+    """Cluster-secret directories (secret_file) whose controller is gone."""
+    found = []
+    for path in Path(root or tempfile.gettempdir()).glob(f"{SECRET_PREFIX}*"):
+        pid = path.name[len(SECRET_PREFIX):].split("-", 1)[0]
+        if path.is_dir() and pid.isdigit() and not controller_alive(pid):
+            found.append(path)
+    return found

@@ -205,3 +205,25 @@ def test_clean_keeps_live_controllers_and_other_backends_nodes() -> None:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_clean_removes_the_secrets_of_dead_controllers(tmp_path: Path) -> None:
+    """A controller killed with SIGKILL leaves its run's secret directory; clean removes it,
+    and keeps a live controller's."""
+    import tempfile
+
+    from harness.backends.local import SECRET_PREFIX, leftover_secrets
+
+    dead = Path(tempfile.mkdtemp(prefix=f"{SECRET_PREFIX}999999999-"))
+    alive = Path(tempfile.mkdtemp(prefix=f"{SECRET_PREFIX}{os.getpid()}-"))
+    try:
+        (dead / "cluster.secret").write_text("x" * 64)
+        assert dead in leftover_secrets() and alive not in leftover_secrets()
+        proc = harness("clean", timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert not dead.exists() and alive.exists()
+    finally:
+        import shutil
+
+        shutil.rmtree(dead, ignore_errors=True)
+        shutil.rmtree(alive, ignore_errors=True)

@@ -10,9 +10,10 @@
 # mode), mmdebstrap and the docker CLI.
 set -euo pipefail
 
-# EXTRA_PACKAGES (comma list) adds to these, for images built on this base (the SSH test
+# etcd-server is the second system the harness tests (--system etcd). EXTRA_PACKAGES (comma
+# list) adds to these, for images built on this base (the SSH test
 # image needs openssh-server and sudo; the essential variant has no apt to add them later).
-PACKAGES="python3,iproute2,iptables,procps${EXTRA_PACKAGES:+,$EXTRA_PACKAGES}"
+PACKAGES="python3,iproute2,iptables,procps,etcd-server${EXTRA_PACKAGES:+,$EXTRA_PACKAGES}"
 print_only=0
 if [ "${1:-}" = "--print-sources" ]; then print_only=1; shift; fi
 

@@ -25,7 +25,11 @@ ALIASES = {"packet": "delay", "crash": "kill"}
 CAPABILITY = {"partition": "partition", "pause": "pause", "kill": "kill", "delay": "delay",
               "disk": "disk"}
 # Shapes that need more than their kind's capability.
-SHAPE_CAPABILITIES = {"stall-leader": ("pause", "delay"), "deposed-bridge": ("delay",)}
+SHAPE_CAPABILITIES = {"stall-leader": ("pause", "delay"),
+                      "deposed-bridge": ("delay", "one-way"),
+                      # a cut in one direction only: a backend that can only cut both ways
+                      # (etcd in Docker) must refuse these rather than run another fault
+                      "one-way": ("one-way",), "lagging-takeover": ("one-way",)}
 # Shapes that ask the system who leads (a system that cannot say cannot have them).
 LEADER_SHAPES = frozenset({"isolate-leader", "lagging-takeover", "deposed-bridge", "leader",
                            "stall-leader", "followers"})

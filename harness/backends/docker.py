@@ -226,7 +226,13 @@ class DockerBackend(Backend):
     def capabilities(self) -> set[str]:
         if self._caps is None:
             self._caps = self._probe_machine()
-        return set(self._caps.faults)
+        caps = set(self._caps.faults)
+        if "partition" in caps and not self.system.extra_ports:
+            caps.add("one-way")
+        elif "partition" in caps:
+            self._caps.reasons["one-way"] = (f"iptables cuts {self.system.name}'s peer links "
+                                             "both ways")
+        return caps
 
     def probe(self, faults: set[str]) -> None:
         missing = set(faults) - self.capabilities()
@@ -312,11 +318,16 @@ class DockerBackend(Backend):
     def command(self, node: str) -> list[str]:
         """The node's own command line (the entrypoint runs it once the network is ready)."""
         # The container's own cluster address, not every interface (issue 14).
+        extra = {name: (self.addresses[node], self.port + 1 + i)
+                 for i, name in enumerate(self.system.extra_ports)}
         member = Member(node=node, listen=(self.addresses[node], self.port),
                         peers={p: (self.addresses[p], self.port) for p in self.node_ids
                                if p != node},
                         data_dir=DATA_DIR, secret_file=f"{CODE_DIR}/cluster.secret",
-                        python="python3")
+                        python="python3", ports=extra,
+                        advertised={n: (self.addresses[n], self.port + 1)
+                                    for n in self.node_ids} if "peer" in extra else {},
+                        cluster_token=self.run_id)
         return self.system.command(member, self.args_for(node))
 
     def _create_node(self, node: str, code: bytes | None) -> None:
@@ -360,6 +371,12 @@ class DockerBackend(Backend):
     # -- network state ---------------------------------------------------------------------
 
     def _wanted(self, node: str) -> netcmds.NodeNetwork:
+        if self.system.extra_ports:
+            # etcd's links carry one direction's messages on connections the other side
+            # opened (streams), so a cut by address is a cut both ways: everything from the
+            # peer is dropped, and the one-way shapes are refused (capabilities).
+            both = self.cut | {(b, a) for a, b in self.cut}
+            return netcmds.node_network(node, self.addresses, both, self.delays, port=None)
         return netcmds.node_network(node, self.addresses, self.cut, self.delays, port=self.port)
 
     def _apply(self, node: str, state: netcmds.NodeNetwork) -> None:
@@ -467,7 +484,8 @@ class DockerBackend(Backend):
         while True:
             if not self.is_running(node):
                 return False
-            code, output = self.exec(node, netcmds.signal_node(signal_name))
+            code, output = self.exec(node, netcmds.signal_node(signal_name,
+                                                              self.system.process_pattern))
             if code == 0:
                 return True
             if code != 1:

@@ -79,7 +79,7 @@ class LocalBackend(Backend):
             # The proxies split links by the port each member dials, or, for a system whose
             # members all dial a peer at its one advertised address (etcd), by the sender its
             # requests name.
-            caps |= {"partition", "delay"}
+            caps |= {"partition", "delay", "one-way"}
         return caps
 
     def setup(self) -> None:

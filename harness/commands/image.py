@@ -79,8 +79,20 @@ def host_codename() -> str:
                      "the offline base needs a Debian-like host")
 
 
+# Bumped when the image's contents change (2: etcd-server for --system etcd), so an older image
+# or offline base of the same tag is rebuilt, not reused.
+IMAGE_VERSION = "2"
+
+
 def default_base_tag() -> str:
-    return f"paxos-base:{host_codename()}"
+    return f"paxos-base:{host_codename()}-v{IMAGE_VERSION}"
+
+
+def image_version(client: Any, tag: str) -> str | None:
+    try:
+        return (client.images.get(tag).labels or {}).get("paxos-harness.image-version")
+    except Exception:  # noqa: BLE001 - a missing or unreadable image has no version
+        return None
 
 
 def image_size(client: Any, tag: str) -> int | None:
@@ -166,7 +178,8 @@ def ensure_image(tag: str = DEFAULT_IMAGE, base: str = DEFAULT_BASE, *, offline:
     start = time.monotonic()
     if not rebuild:
         size = image_size(client, tag)
-        if size is not None:
+        if size is not None and (tag != DEFAULT_IMAGE
+                                 or image_version(client, tag) == IMAGE_VERSION):
             return BuildResult(tag, "present", time.monotonic() - start, size)
     note = None
     base_seconds = None

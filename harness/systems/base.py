@@ -68,6 +68,8 @@ class System:
     workloads: tuple[str, ...] | None = None  # the workloads it can serve (None: all)
     fsync_shim: bool = True   # a Python program, so the local slow-disk shim reaches its fsyncs
     graceful_stop: bool = True  # SIGTERM at teardown (else SIGKILL: its members stop slowly)
+    # How a backend that signals by command line (pkill -f) finds a member's process.
+    process_pattern: str = "(^|/)python3?(\\.[0-9]+)? -m node( |$)"
 
     def code(self) -> Path | None:
         """A package the backends deploy next to each member (None: installed there)."""

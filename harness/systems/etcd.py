@@ -179,6 +179,7 @@ class EtcdSystem(System):
         self.workloads = ("register",)
         self.fsync_shim = False
         self.graceful_stop = False
+        self.process_pattern = "(^|/)etcd( |$)"
 
     def command(self, member: Member, extra: list[str]) -> list[str]:
         host, port = member.listen
@@ -186,7 +187,9 @@ class EtcdSystem(System):
         advertised = member.advertised or {member.node: (peer_host, peer_port)}
         cluster = ",".join(f"{n}=http://{h}:{p}" for n, (h, p) in sorted(advertised.items()))
         mine = advertised.get(member.node, (peer_host, peer_port))
-        return [shutil.which("etcd") or "etcd", "--name", member.node,
+        # The controller's own etcd on the local backend; elsewhere the host's (the image's).
+        program = (shutil.which("etcd") or "etcd") if member.python.startswith("/") else "etcd"
+        return [program, "--name", member.node,
                 "--data-dir", member.data_dir,
                 "--listen-peer-urls", f"http://{peer_host}:{peer_port}",
                 "--initial-advertise-peer-urls", f"http://{mine[0]}:{mine[1]}",

@@ -36,7 +36,7 @@ def test_deposed_bridge_is_named_only_and_needs_delays() -> None:
     assert "deposed-bridge" not in catalogue.parse_spec("partition")["partition"]
     assert catalogue.parse_spec("partition:deposed-bridge") == {"partition": ("deposed-bridge",)}
     assert catalogue.capabilities(catalogue.parse_spec("partition:deposed-bridge")) == {
-        "partition", "delay"}
+        "partition", "delay", "one-way"}
     # Plans of a kind named without shapes are what they were before the shape existed.
     faults = plan(catalogue.parse_spec("partition"), 60, 2.0, random.Random(3))
     assert "deposed-bridge" not in {f.shape for f in faults}

@@ -91,6 +91,10 @@ def test_restricted_shapes_are_the_only_ones_planned() -> None:
 
 def test_plain_kinds_need_only_their_own_capabilities() -> None:
     # Backends without delay (Docker or SSH hosts without netem) must still run the default mix.
+    # Its one-way and lagging-takeover shapes need one-way cuts, which every backend that can
+    # partition has, except Docker for etcd (it cuts both ways).
     assert catalogue.capabilities(catalogue.parse_spec("partition,pause,kill")) == {
-        "partition", "pause", "kill"}
+        "partition", "pause", "kill", "one-way"}
+    assert "one-way" not in catalogue.capabilities(catalogue.parse_spec(
+        "partition:isolate-one/isolate-leader/halves/majorities-ring/bridge"))
     assert "delay" in catalogue.capabilities(catalogue.parse_spec("pause:stall-leader"))

@@ -90,7 +90,8 @@ def test_what_etcd_cannot_do_is_refused_with_one_line(tmp_path: Path) -> None:
     for args, words in ((["--bug", "read-local"], "--bug needs a system that can inject"),
                         (["--workload", "set"], "system etcd cannot run workload 'set'"),
                         (["--nemesis", "disk"], "cannot do disk"),
-                        (["--backend", "docker"], "runs on the local backend only")):
+                        (["--backend", "ssh", "--hosts", "a,b,c"],
+                         "runs on the local and docker backends only")):
         proc = harness("run", "--system", "etcd", "--store", str(tmp_path / "s"), *args,
                        timeout=60)
         assert proc.returncode == 3, proc.stdout + proc.stderr

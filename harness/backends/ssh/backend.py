@@ -318,6 +318,8 @@ class SshBackend(Backend):
                 for fault, why in self._reasons(node).items():
                     caps.faults.discard(fault)
                     caps.reasons.setdefault(fault, why)
+            if "partition" in caps.faults:
+                caps.faults.add("one-way")
             self._caps = caps
         return set(self._caps.faults)
 

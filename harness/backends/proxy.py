@@ -133,6 +133,13 @@ class _EdgeProxy:
             pass
 
 
+def _closing(head: bytes) -> bytes:
+    """An HTTP/1.1 request head that asks the server to close the connection after its reply."""
+    lines = [line for line in head[:-4].split(b"\r\n")
+             if not line.lower().startswith(b"connection:")]
+    return b"\r\n".join([*lines, b"Connection: close"]) + b"\r\n\r\n"
+
+
 class _RoutedListener:
     """One listener in front of one member's peer port, for systems whose members all dial a
     peer at the one address it advertises (etcd): each connection's first HTTP request names
@@ -166,7 +173,10 @@ class _RoutedListener:
         src = self.mesh.names.get(sender_id or "")
         target = self.passthrough.target
         if src is None or src == self.dst:
-            await self.passthrough.serve(reader, writer, prefix=head)
+            # One request only: a client that pools connections (etcd's peers share one pool
+            # for version checks and raft messages) would otherwise send a later raft request
+            # over this unrouted connection, past every cut.
+            await self.passthrough.serve(reader, writer, prefix=_closing(head))
         elif method == "GET" and path.startswith("/raft/stream/"):
             await self.mesh.edges[(self.dst, src)].serve(reader, writer, prefix=head,
                                                         payload_backward=True, target=target)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -58,6 +59,20 @@ def test_etcd_is_valid_under_each_fault(tmp_path: Path, nemesis: str) -> None:
     assert faults, "no fault was applied"
     assert not (set(_etcd_processes()) - before), "etcd members left running"
     assert not node_processes(run_dir.name)
+
+
+@pytest.mark.slow
+def test_partitions_reach_etcd_and_the_leader_changes(tmp_path: Path) -> None:
+    proc, run_dir, results = _run(tmp_path / "store", "--nemesis", "partition:isolate-leader",
+                                  "--time-limit", "12", "--nemesis-interval", "3",
+                                  "--seed", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # etcd's own logs: a leader elected in a later term than the first one (the isolated
+    # leader's followers moved on without it)
+    terms = {int(m) for n in ("n1", "n2", "n3")
+             for m in re.findall(r"elected leader \w+ at term (\d+)",
+                                 (run_dir / "nodes" / n / "node.log").read_text())}
+    assert len(terms) >= 2, (terms, results["perf"]["windows"]["faults"]["counters"])
 
 
 @pytest.mark.slow

@@ -43,6 +43,7 @@ from harness.backends.base import (
     node_code_tar,
     secret_tar,
 )
+from harness.backends.proxy import ProxyMesh
 from harness.systems import Member, System
 
 LABEL_RUN = "paxos-harness.run"
@@ -188,6 +189,9 @@ class DockerBackend(Backend):
         self._client: Any = None
         self._exec_client: Any = None
         self._caps: netcmds.Capabilities | None = None
+        self.subnet: ipaddress.IPv4Network | None = None
+        self.mesh: ProxyMesh | None = None   # routed proxies (routed())
+        self.advertised: dict[str, tuple[str, int]] = {}
 
     # -- engine ----------------------------------------------------------------------------
 
@@ -223,11 +227,19 @@ class DockerBackend(Backend):
 
     # -- capabilities ----------------------------------------------------------------------
 
+    def routed(self) -> bool:
+        """A system whose members all dial a peer at one advertised address (etcd) gets the
+        harness's routed proxies on the bridge instead of iptables: one-way cuts and delays
+        need them (iptables by address would cut its links both ways)."""
+        return bool(self.system.extra_ports) and self.system.route_names({}, "") is not None
+
     def capabilities(self) -> set[str]:
         if self._caps is None:
             self._caps = self._probe_machine()
         caps = set(self._caps.faults)
-        if "partition" in caps and not self.system.extra_ports:
+        if self.routed():
+            caps |= {"partition", "delay", "one-way"}
+        elif "partition" in caps and not self.system.extra_ports:
             caps.add("one-way")
         elif "partition" in caps:
             self._caps.reasons["one-way"] = (f"iptables cuts {self.system.name}'s peer links "
@@ -278,6 +290,8 @@ class DockerBackend(Backend):
             self.capabilities()
         code = node_code_tar(self.node_code) if self.node_code is not None else None
         self._create_network()
+        if self.routed():
+            self._start_routed_proxies()
         _parallel(lambda node: self._create_node(node, code), self.node_ids)
         _parallel(self._start, self.node_ids)
 
@@ -309,6 +323,18 @@ class DockerBackend(Backend):
             return
         raise BackendError(f"cannot create a network for the run: {last_error}")
 
+    def _start_routed_proxies(self) -> None:
+        """One routed listener per member on the bridge's gateway address (the host): members
+        advertise it as their peer URL, and it forwards to the member's own peer port."""
+        assert self.subnet is not None
+        gateway = str(next(iter(self.subnet.hosts())))
+        self.mesh = ProxyMesh(host=gateway)
+        peer = {n: (self.addresses[n], self.port + 1) for n in self.node_ids}
+        self.advertised = {n: self.mesh.add_routed(n, peer[n],
+                                                   [o for o in self.node_ids if o != n], {})
+                           for n in self.node_ids}
+        self.mesh.names.update(self.system.route_names(self.advertised, self.run_id) or {})
+
     def container_name(self, node: str) -> str:
         return f"paxos-{self.instance}-{node}"
 
@@ -325,8 +351,9 @@ class DockerBackend(Backend):
                                if p != node},
                         data_dir=DATA_DIR, secret_file=f"{CODE_DIR}/cluster.secret",
                         python="python3", ports=extra,
-                        advertised={n: (self.addresses[n], self.port + 1)
-                                    for n in self.node_ids} if "peer" in extra else {},
+                        advertised=self.advertised or ({n: (self.addresses[n], self.port + 1)
+                                                        for n in self.node_ids}
+                                                       if "peer" in extra else {}),
                         cluster_token=self.run_id)
         return self.system.command(member, self.args_for(node))
 
@@ -371,6 +398,8 @@ class DockerBackend(Backend):
     # -- network state ---------------------------------------------------------------------
 
     def _wanted(self, node: str) -> netcmds.NodeNetwork:
+        if self.routed():
+            return netcmds.NodeNetwork(port=self.port)  # the proxies cut and delay
         if self.system.extra_ports:
             # etcd's links carry one direction's messages on connections the other side
             # opened (streams), so a cut by address is a cut both ways: everything from the
@@ -390,6 +419,11 @@ class DockerBackend(Backend):
         self._applied[node] = state
 
     def set_network(self, cut: set[Edge], delays: dict[Edge, float]) -> None:
+        if self.mesh is not None:
+            self.cut, self.delays = set(cut), dict(delays)
+            self.mesh.set_cut(cut)
+            self.mesh.set_delay(delays)
+            return
         if delays and (self._caps is None or "delay" not in self._caps.faults):
             raise BackendError("backend docker cannot delay packets on this machine "
                                "(tc netem was not found working at set-up)")
@@ -557,6 +591,9 @@ class DockerBackend(Backend):
             time.sleep(0.5)
         self.paused.clear()
         self._applied = {node: None for node in self.node_ids}
+        if self.mesh is not None:
+            self.mesh.close()
+            self.mesh = None
 
 
 def _safe(text: str) -> str:

@@ -148,28 +148,20 @@ def test_node_failing_to_start_is_a_harness_error(docker_client: Any, node_image
 
 def test_etcd_in_docker_is_valid_and_leaves_nothing(docker_client: Any, node_image: str,
                                                      tmp_path: Path) -> None:
-    """etcd from the image's Debian package, one member per container; cuts by peer address
-    (both ways), pause and kill (issue 15)."""
+    """etcd from the image's Debian package, one member per container, under the default mix;
+    its peer links go through the harness's routed proxies on the bridge (issue 15)."""
     store = tmp_path / "store"
-    proc = docker_run(store, "--system", "etcd", "--nemesis",
-                      "partition:isolate-one/isolate-leader/halves/bridge,pause,kill",
-                      "--time-limit", "15", "--nemesis-interval", "1.5", "--seed", "3",
-                      timeout=300)
+    proc = docker_run(store, "--system", "etcd", "--time-limit", "15", "--nemesis-interval",
+                      "1.5", "--seed", "3", timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_dir = run_dir_of(store)
     results = json.loads((run_dir / "results.json").read_text())
     assert results["valid"] is True
     assert results["run"]["system"] == "etcd" and results["run"]["backend"] == "docker"
     assert results["checkers"]["linearizability"]["ok"] > 50
-    assert "etcd" in (run_dir / "nodes" / "n1" / "node.log").read_text()
+    # the faults moved the leader: etcd's own logs show later terms
+    terms = {int(m) for n in ("n1", "n2", "n3")
+             for m in re.findall(r"elected leader \w+ at term (\d+)",
+                                 (run_dir / "nodes" / n / "node.log").read_text())}
+    assert len(terms) >= 2, terms
     assert_nothing_left(docker_client, run_dir.name)
-
-
-def test_etcd_in_docker_refuses_one_way_cuts(docker_client: Any, node_image: str,
-                                             tmp_path: Path) -> None:
-    proc = docker_run(tmp_path / "store", "--system", "etcd", "--nemesis", "partition:one-way",
-                      timeout=120)
-    assert proc.returncode == 3, proc.stdout + proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "cannot do one-way" in lines[0], proc.stderr
-    assert not (tmp_path / "store").exists()

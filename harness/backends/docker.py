@@ -231,7 +231,7 @@ class DockerBackend(Backend):
         """A system whose members all dial a peer at one advertised address (etcd) gets the
         harness's routed proxies on the bridge instead of iptables: one-way cuts and delays
         need them (iptables by address would cut its links both ways)."""
-        return bool(self.system.extra_ports) and self.system.route_names({}, "") is not None
+        return self.system.sender_header is not None
 
     def capabilities(self) -> set[str]:
         if self._caps is None:
@@ -239,11 +239,8 @@ class DockerBackend(Backend):
         caps = set(self._caps.faults)
         if self.routed():
             caps |= {"partition", "delay", "one-way"}
-        elif "partition" in caps and not self.system.extra_ports:
-            caps.add("one-way")
         elif "partition" in caps:
-            self._caps.reasons["one-way"] = (f"iptables cuts {self.system.name}'s peer links "
-                                             "both ways")
+            caps.add("one-way")
         return caps
 
     def probe(self, faults: set[str]) -> None:
@@ -329,11 +326,11 @@ class DockerBackend(Backend):
         assert self.subnet is not None
         gateway = str(next(iter(self.subnet.hosts())))
         self.mesh = ProxyMesh(host=gateway)
-        peer = {n: (self.addresses[n], self.port + 1) for n in self.node_ids}
-        self.advertised = {n: self.mesh.add_routed(n, peer[n],
-                                                   [o for o in self.node_ids if o != n], {})
-                           for n in self.node_ids}
-        self.mesh.names.update(self.system.route_names(self.advertised, self.run_id) or {})
+        assert self.system.sender_header is not None
+        self.advertised = self.mesh.route_cluster(
+            {n: (self.addresses[n], self.port + 1) for n in self.node_ids},
+            self.system.sender_header,
+            lambda advertised: self.system.route_names(advertised, self.run_id))
 
     def container_name(self, node: str) -> str:
         return f"paxos-{self.instance}-{node}"
@@ -400,12 +397,6 @@ class DockerBackend(Backend):
     def _wanted(self, node: str) -> netcmds.NodeNetwork:
         if self.routed():
             return netcmds.NodeNetwork(port=self.port)  # the proxies cut and delay
-        if self.system.extra_ports:
-            # etcd's links carry one direction's messages on connections the other side
-            # opened (streams), so a cut by address is a cut both ways: everything from the
-            # peer is dropped, and the one-way shapes are refused (capabilities).
-            both = self.cut | {(b, a) for a, b in self.cut}
-            return netcmds.node_network(node, self.addresses, both, self.delays, port=None)
         return netcmds.node_network(node, self.addresses, self.cut, self.delays, port=self.port)
 
     def _apply(self, node: str, state: netcmds.NodeNetwork) -> None:

@@ -74,7 +74,7 @@ class LocalBackend(Backend):
         caps = {"pause", "kill"}
         if self.system.fsync_shim:
             caps.add("disk")  # the slow-disk shim is a Python sitecustomize
-        routable = not self.system.extra_ports or self.system.route_names({}, "") is not None
+        routable = not self.system.extra_ports or self.system.sender_header is not None
         if not self.direct and routable:
             # The proxies split links by the port each member dials, or, for a system whose
             # members all dial a peer at its one advertised address (etcd), by the sender its
@@ -95,16 +95,12 @@ class LocalBackend(Backend):
                                           for name in self.system.extra_ports}
         if not self.direct:
             self.mesh = ProxyMesh()
-        if self.system.extra_ports and "peer" in self.system.extra_ports:
+        if "peer" in self.system.extra_ports:
             self.advertised = {n: a["peer"] for n, a in self.extra_addresses.items()}
-            names = self.system.route_names(self.advertised, self.run_id)
-            if self.mesh is not None and names is not None:
-                self.advertised = {
-                    n: self.mesh.add_routed(n, self.extra_addresses[n]["peer"],
-                                            [o for o in self.node_ids if o != n], {})
-                    for n in self.node_ids}
-                self.mesh.names.update(self.system.route_names(self.advertised, self.run_id)
-                                       or {})
+            if self.mesh is not None and self.system.sender_header:
+                self.advertised = self.mesh.route_cluster(
+                    self.advertised, self.system.sender_header,
+                    lambda advertised: self.system.route_names(advertised, self.run_id))
         for src in self.node_ids:
             for dst in self.node_ids:
                 if src == dst:

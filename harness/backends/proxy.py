@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 Edge = tuple[str, str]
 
@@ -143,7 +143,8 @@ def _closing(head: bytes) -> bytes:
 class _RoutedListener:
     """One listener in front of one member's peer port, for systems whose members all dial a
     peer at the one address it advertises (etcd): each connection's first HTTP request names
-    its sender (`X-Server-From`), which picks the directed edge it belongs to. A stream a member
+    its sender (the mesh's `sender_header`, etcd's X-Server-From), which picks the directed edge
+    it belongs to. A stream a member
     asks its peer for (`GET /raft/stream/...`) carries the peer's messages back: it belongs to
     the edge from the peer to the asker. A connection that names no known sender is carried
     as it is (probes, version checks)."""
@@ -168,8 +169,9 @@ class _RoutedListener:
         request, *headers = head.decode("latin-1").split("\r\n")
         method, _, rest = request.partition(" ")
         path = rest.partition(" ")[0]
+        wanted = self.mesh.sender_header.lower()
         sender_id = next((v.strip() for k, _, v in (h.partition(":") for h in headers)
-                          if k.strip().lower() == "x-server-from"), None)
+                          if k.strip().lower() == wanted), None)
         src = self.mesh.names.get(sender_id or "")
         target = self.passthrough.target
         if src is None or src == self.dst:
@@ -193,6 +195,7 @@ class ProxyMesh:
         self.edges: dict[Edge, _EdgeProxy] = {}
         self.routed: dict[str, _RoutedListener] = {}
         self.names: dict[str, str] = {}  # sender ids in request headers -> node names
+        self.sender_header = ""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="proxies", daemon=True)
         self._thread.start()
@@ -214,23 +217,30 @@ class ProxyMesh:
         assert proxy.address is not None
         return proxy.address
 
-    def add_routed(self, dst: str, target: tuple[str, int], others: Iterable[str],
-                   names: dict[str, str]) -> tuple[str, int]:
-        """One listener in front of `dst`'s peer port, splitting its connections into the
-        edges between `dst` and each of `others` by the sender the requests name (`names`:
-        header id -> node). Returns the address `dst` should advertise."""
-        self.names.update(names)
-        for other in others:
-            for edge in ((other, dst), (dst, other)):
-                if edge not in self.edges:
-                    # No listener of its own: its connections come through a routed listener,
-                    # which names the upstream.
-                    self.edges[edge] = _EdgeProxy(edge, target)
-        listener = _RoutedListener(self, dst, target)
-        self._call(listener.start, self.host)
-        self.routed[dst] = listener
-        assert listener.address is not None
-        return listener.address
+    def route_cluster(self, peers: dict[str, tuple[str, int]], sender_header: str,
+                      names_of: Callable[[dict[str, tuple[str, int]]], dict[str, str]]
+                      ) -> dict[str, tuple[str, int]]:
+        """One listener in front of each member's peer port (`peers`), splitting its
+        connections into the edges between that member and the others by the sender the
+        requests name in `sender_header`. `names_of(advertised)` gives the sender ids (which
+        may derive from the advertised addresses) to node names. Returns the address each
+        member should advertise."""
+        self.sender_header = sender_header
+        advertised = {}
+        for dst, target in peers.items():
+            for other in peers:
+                for edge in ((other, dst), (dst, other)):
+                    if other != dst and edge not in self.edges:
+                        # No listener of its own: its connections come through a routed
+                        # listener, which names the upstream.
+                        self.edges[edge] = _EdgeProxy(edge, target)
+            listener = _RoutedListener(self, dst, target)
+            self._call(listener.start, self.host)
+            self.routed[dst] = listener
+            assert listener.address is not None
+            advertised[dst] = listener.address
+        self.names.update(names_of(advertised))
+        return advertised
 
     def set_cut(self, cut: Iterable[Edge]) -> None:
         """Make exactly the given edges cut; every other edge flows."""

@@ -68,6 +68,10 @@ class System:
     workloads: tuple[str, ...] | None = None  # the workloads it can serve (None: all)
     fsync_shim: bool = True   # a Python program, so the local slow-disk shim reaches its fsyncs
     graceful_stop: bool = True  # SIGTERM at teardown (else SIGKILL: its members stop slowly)
+    # The header a member's peer requests name their sender in (etcd: X-Server-From), for a
+    # system whose members all dial a peer at the one address it advertises; None: each
+    # member dials its peers at the addresses given (the per-link proxies split those).
+    sender_header: str | None = None
     # How a backend that signals by command line (pkill -f) finds a member's process.
     process_pattern: str = "(^|/)python3?(\\.[0-9]+)? -m node( |$)"
 
@@ -106,11 +110,10 @@ class System:
         return None
 
     def route_names(self, advertised: dict[str, tuple[str, int]],
-                    token: str) -> dict[str, str] | None:
-        """For systems whose members all dial a peer at the one address it advertises: the
-        sender ids their peer requests carry (an X-Server-From header), to node names, so a
-        proxy can split the links. None: the system cannot be split that way."""
-        return None
+                    token: str) -> dict[str, str]:
+        """With a `sender_header`: the sender ids its members' peer requests carry, to node
+        names, given every member's advertised peer address and the cluster token."""
+        return {}
 
     def lacks(self, needed: set[str]) -> set[str]:
         return set(needed) - set(self.capabilities)

@@ -148,20 +148,25 @@ def _metrics(text: str) -> dict[str, int]:
     return out
 
 
-def _status_of(address: tuple[str, int], timeout: float) -> dict[str, Any] | None:
+def _status_of(address: tuple[str, int], timeout: float,
+               names: dict[str, str]) -> dict[str, Any] | None:
+    """`names`: member ids to names, filled from the member list the first time an id is new
+    (the members never change during a run)."""
     conn = http.client.HTTPConnection(*address, timeout=timeout)
     try:
         status, reply = _post(conn, "/v3/maintenance/status", {}, timeout)
         if status != 200:
             return None
-        _, members = _post(conn, "/v3/cluster/member/list", {}, timeout)
+        ids = {(reply.get("header") or {}).get("member_id"), reply.get("leader")} - {None, "0"}
+        if not ids <= names.keys():
+            _, members = _post(conn, "/v3/cluster/member/list", {}, timeout)
+            names.update({m.get("ID"): m.get("name") for m in members.get("members") or []})
         conn.request("GET", "/metrics")
         metrics = conn.getresponse().read().decode(errors="replace")
     except (OSError, http.client.HTTPException, ValueError):
         return None
     finally:
         conn.close()
-    names = {m.get("ID"): m.get("name") for m in members.get("members") or []}
     me = (reply.get("header") or {}).get("member_id")
     leader = reply.get("leader")
     return {"id": names.get(me), "role": "leader" if leader and leader == me else "follower",
@@ -175,11 +180,13 @@ class EtcdSystem(System):
     def __init__(self, serializable_reads: bool = False) -> None:
         super().__init__("etcd", frozenset({"leader", "counters", "durable"}))
         self.serializable_reads = serializable_reads
+        self.names: dict[str, str] = {}  # member ids (decimal) to names, learned from a member
         self.extra_ports = (PEER,)
         self.workloads = ("register",)
         self.fsync_shim = False
         self.graceful_stop = False
         self.process_pattern = "(^|/)etcd( |$)"
+        self.sender_header = "X-Server-From"
 
     def command(self, member: Member, extra: list[str]) -> list[str]:
         host, port = member.listen
@@ -219,7 +226,7 @@ class EtcdSystem(System):
         return EtcdClient(address, self.serializable_reads)
 
     async def status(self, address: tuple[str, int], timeout: float) -> dict[str, Any] | None:
-        return await asyncio.to_thread(_status_of, address, timeout)
+        return await asyncio.to_thread(_status_of, address, timeout, self.names)
 
     def leader_of(self, statuses: dict[str, dict[str, Any] | None]) -> str | None:
         best: tuple[int, str] | None = None

@@ -18,7 +18,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "pause": ("one", "leader", "minority", "stall-leader"),
     "kill": ("one", "leader", "minority", "all"),
     "delay": ("all-links", "one-node", "leader"),
-    "disk": ("followers", "one", "leader", "all"),
+    "disk": ("followers", "one", "leader", "all", "lose-unsynced", "power-cut"),
 }
 ALIASES = {"packet": "delay", "crash": "kill"}
 # Which backend capability each kind needs.
@@ -29,12 +29,17 @@ SHAPE_CAPABILITIES = {"stall-leader": ("pause", "delay"),
                       "deposed-bridge": ("delay", "one-way"),
                       # a cut in one direction only: a backend that can only cut both ways
                       # (etcd in Docker) must refuse these rather than run another fault
-                      "one-way": ("one-way",), "lagging-takeover": ("one-way",)}
+                      "one-way": ("one-way",), "lagging-takeover": ("one-way",),
+                      # a crash that takes the page cache with it (LazyFS)
+                      "lose-unsynced": ("lose-unsynced",), "power-cut": ("lose-unsynced",)}
 # Shapes that ask the system who leads (a system that cannot say cannot have them).
 LEADER_SHAPES = frozenset({"isolate-leader", "lagging-takeover", "deposed-bridge", "leader",
                            "stall-leader", "followers"})
 # Shapes that need the system to keep what it acknowledged across a restart of every member.
-DURABLE_SHAPES = frozenset({("kill", "all")})
+DURABLE_SHAPES = frozenset({("kill", "all"), ("disk", "power-cut")})
+# Disk shapes that crash their targets, dropping what they wrote but never synced: a minority
+# of the nodes, or every node at once (a power cut). The others slow the disk down.
+CRASH_SHAPES = frozenset({"lose-unsynced", "power-cut"})
 # Targeted shapes a kind takes only when named (`partition:deposed-bridge`): a kind named
 # without shapes keeps its general-purpose ones, so existing specs and seeds plan as before.
 NAMED_ONLY = frozenset({"deposed-bridge", "stall-leader"})

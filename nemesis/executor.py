@@ -24,6 +24,7 @@ class FaultBackend(Protocol):
     def resume(self, node: str) -> None: ...
     def set_network(self, cut: set[Edge], delays: dict[Edge, float]) -> None: ...
     def set_disk_delay(self, node: str, seconds: float) -> None: ...
+    def lose_unsynced(self, node: str) -> dict[str, int]: ...
 
 
 # record(f, value, nodes) is called twice per action: before (invoke) and after (info/fail).
@@ -77,8 +78,10 @@ class Nemesis:
     def _all_delays(self) -> dict[Edge, float]:
         return {**self.delays, **self.stall_delays, **self.shape_delays}
 
-    async def _targets(self, shape: str, rng: random.Random) -> list[str]:
-        live = [n for n in self.nodes if n not in self.killed]
+    async def _targets(self, shape: str, rng: random.Random, kind: str = "") -> list[str]:
+        # A pause goes to nodes that are running; a kill may also stop a paused one.
+        live = [n for n in self.nodes if n not in self.killed
+                and (kind != "pause" or n not in self.paused)]
         if shape == "leader":
             leader = await self.leader()
             return [leader] if leader else [rng.choice(live)] if live else []
@@ -87,6 +90,11 @@ class Nemesis:
         if shape == "minority":
             return rng.sample(live, min(len(live), catalogue.minority_size(len(self.nodes))))
         if shape == "all":
+            return list(live)
+        if shape == "lose-unsynced":
+            size = rng.randint(1, max(1, catalogue.minority_size(len(self.nodes))))
+            return rng.sample(live, min(len(live), size))
+        if shape == "power-cut":
             return list(live)
         if shape == "followers":
             leader = await self.leader()
@@ -103,8 +111,10 @@ class Nemesis:
             raise
         self.record("info", f, value, nodes)
 
-    async def start(self, fault: PlannedFault) -> tuple[str, list[str]]:
-        """Start one fault; returns (kind, targets) for the matching stop."""
+    async def start(self, fault: PlannedFault) -> tuple[str, list[str]] | None:
+        """Start one fault; returns (kind, targets) for the matching stop, or None (nothing
+        done, nothing recorded) when every node it could hit is down: the caller tries it
+        again once something comes back, rather than fault nobody."""
         rng = random.Random(fault.seed)
         if fault.kind == "partition":
             if fault.shape == "lagging-takeover":
@@ -139,7 +149,9 @@ class Nemesis:
             return "delay", nodes
         if fault.kind == "pause" and fault.shape == "stall-leader":
             return await self._stall_leader(fault, rng)
-        targets = await self._targets(fault.shape, rng)
+        targets = await self._targets(fault.shape, rng, fault.kind)
+        if not targets:
+            return None
         if fault.kind == "pause":
             async def do() -> None:
                 for node in targets:
@@ -148,6 +160,18 @@ class Nemesis:
 
             await self._action("pause", {"shape": fault.shape}, targets, do)
             return "pause", targets
+        if fault.kind == "disk" and fault.shape in catalogue.CRASH_SHAPES:
+            lost: dict[str, dict[str, int]] = {}
+
+            async def do() -> None:
+                for node in targets:
+                    lost[node] = await asyncio.to_thread(self.backend.lose_unsynced, node)
+                    self.killed.add(node)
+                    self.paused.discard(node)
+
+            await self._action("lose-unsynced", {"shape": fault.shape, "lost": lost}, targets,
+                               do)
+            return "kill", targets
         if fault.kind == "disk":
             async def do() -> None:
                 for node in targets:

@@ -24,6 +24,7 @@ class Options:
     classic: bool = False
     seed: int | None = None
     secret_file: str | None = None
+    unsafe_no_fsync: bool = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the cluster secret (a file only its owner can read; required with "
                         "--peer): a connection becomes a peer link only after both ends prove "
                         "they hold it (HMAC challenge-response)")
+    # Test-only: shows that the harness catches a node whose acknowledgements outrun its disk.
+    p.add_argument("--unsafe-no-fsync", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
@@ -134,4 +137,4 @@ def _validate(a: argparse.Namespace) -> Options:
                    election_timeout_ms=a.election_timeout_ms, heartbeat_ms=a.heartbeat_ms,
                    request_timeout_ms=a.request_timeout_ms, snapshot_every=a.snapshot_every,
                    bugs=sorted(set(a.bug)), classic=a.classic, seed=a.seed,
-                   secret_file=a.secret_file)
+                   secret_file=a.secret_file, unsafe_no_fsync=a.unsafe_no_fsync)

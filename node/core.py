@@ -158,6 +158,10 @@ class Replica:
         self.accepted: dict[int, tuple[Ballot, Any]] = {}
         # learner state: chosen values above the snapshot (not necessarily contiguous)
         self.chosen: dict[int, Any] = {}
+        # The last snapshot interval's chosen values, kept in memory after compaction only for
+        # the `log` admin request: an observer polling the log sees every slot even though
+        # the node compacts (at most snapshot_every entries; lost on restart).
+        self.retained: dict[int, Any] = {}
         self.chosen_upto = -1
         self.applied = -1
         self.snap_index = -1
@@ -221,7 +225,7 @@ class Replica:
 
         self.counters = {"elections": 0, "phase1_rounds": 0, "phase2_rounds": 0, "commits": 0,
                          "reads": 0, "read_rounds": 0, "messages_sent": 0, "window_full": 0,
-                         "dropped_messages": 0}
+                         "dropped_messages": 0, "snapshots_taken": 0, "snapshots_installed": 0}
         self.drop_logged: set[tuple[str, str]] = set()  # (sender, problem) already logged
         self.out = Ready()
         self._rec_promise: Ballot | None = None
@@ -481,10 +485,13 @@ class Replica:
 
     def log(self, start: int, limit: int) -> dict[str, Any]:
         first = self.snap_index + 1
+        while first - 1 in self.retained:
+            first -= 1
         lo = max(start, first)
         hi = min(self.chosen_upto, lo + limit - 1)
         return {"ok": True, "first": first,
-                "entries": [{"slot": s, "value": self.chosen[s]} for s in range(lo, hi + 1)]}
+                "entries": [{"slot": s, "value": self.chosen[s] if s in self.chosen
+                             else self.retained[s]} for s in range(lo, hi + 1)]}
 
     # ------------------------------------------------------------------ helpers --
     def _event(self, text: str) -> None:
@@ -1102,6 +1109,7 @@ class Replica:
         data = json.dumps(self.sm.snapshot(), separators=(",", ":"))
         self._compact(idx, data)
         self.out.snapshot = SnapshotOut(idx, data)
+        self.counters["snapshots_taken"] += 1
         self._event(f"snapshot through slot {idx} ({len(data)} bytes); log truncated")
 
     def _compact(self, idx: int, data: str) -> None:
@@ -1110,7 +1118,10 @@ class Replica:
         for s in [s for s in self.accepted if s <= idx]:
             del self.accepted[s]
         for s in [s for s in self.chosen if s <= idx]:
-            del self.chosen[s]
+            self.retained[s] = self.chosen.pop(s)
+        floor = idx - self.cfg.snapshot_every
+        for s in [s for s in self.retained if s <= floor]:
+            del self.retained[s]
         self.applied_keys = {k: s for k, s in self.applied_keys.items() if s > idx}
 
     def _maybe_catchup(self, target: str | None) -> None:
@@ -1168,6 +1179,7 @@ class Replica:
         while self.chosen_upto + 1 in self.chosen:
             self.chosen_upto += 1
         self.out.snapshot = SnapshotOut(idx, m["data"])
+        self.counters["snapshots_installed"] += 1
         self._event(f"installed snapshot through slot {idx} from {m['from']}")
         # Commands inside the snapshot can still be answered from the session table.
         for key in list(self.waiting):

@@ -852,6 +852,10 @@ def _tick_ms(opts: Options) -> int:
     return max(1, min(10, opts.heartbeat_ms // 2 or 1, opts.election_timeout_ms // 10))
 
 
+def _no_sync(fd: int) -> None:
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
@@ -862,7 +866,11 @@ def main(argv: list[str] | None = None) -> int:
         want = MAX_CONNECTIONS + 256
         if soft != resource.RLIM_INFINITY and soft < want:
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    if opts.unsafe_no_fsync:
+        os.fsync = os.fdatasync = _no_sync  # test-only: a node that never syncs
     srv = NodeServer(opts)
+    if opts.unsafe_no_fsync:
+        srv.log("UNSAFE: --unsafe-no-fsync: nothing is ever synced (for tests of the harness)")
     if opts.secret_file:
         try:
             srv.secret = auth.load_secret(opts.secret_file)

@@ -39,6 +39,27 @@ def node_code_tar(root: Path) -> bytes:
     return buf.getvalue()
 
 
+FAULTFS = Path(__file__).resolve().parent / "faultfs"
+
+
+def faultfs_tar() -> bytes:
+    """The disk-fault shim (faultfs/) as a tar, for members in containers."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path in sorted(FAULTFS.glob("*.py")):
+            tar.add(path, arcname=f"faultfs/{path.name}", recursive=False)
+    return buf.getvalue()
+
+
+def flag_tar(name: str) -> bytes:
+    """A tar of one empty file."""
+    info = tarfile.TarInfo(name)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.addfile(info, io.BytesIO(b""))
+    return buf.getvalue()
+
+
 def secret_tar(secret: str, name: str = "cluster.secret") -> bytes:
     """The cluster secret as a tar of one file that only its owner (root) can read."""
     data = secret.encode()
@@ -130,6 +151,12 @@ class Backend:
         """Cut exactly `cut` (directed: src's messages do not reach dst) and delay `delays`
         (seconds); every other link flows normally."""
         raise NotImplementedError
+
+    def lose_unsynced(self, node: str) -> dict[str, int]:
+        """Kill the node as a power cut would: SIGKILL, then everything it wrote but did not
+        fsync is gone (faultfs/unsynced.py). Returns what was lost. Only backends with the
+        `lose-unsynced` capability."""
+        raise BackendError(f"backend {self.name} cannot drop a node's unsynced writes")
 
     def set_disk_delay(self, node: str, seconds: float) -> None:
         """Make the node's fsyncs take `seconds` longer (0: normal). Only backends with the

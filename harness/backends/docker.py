@@ -40,6 +40,8 @@ from harness.backends.base import (
     Edge,
     controller_alive,
     controller_tag,
+    faultfs_tar,
+    flag_tar,
     node_code_tar,
     secret_tar,
 )
@@ -70,7 +72,15 @@ SUBNET_POOL = ipaddress.ip_network("172.30.0.0/15")
 
 T = TypeVar("T")
 
+FAULTFS_DIR = f"{CODE_DIR}/faultfs"
+SYNC_JOURNAL = f"{CODE_DIR}/sync-journal"     # in the container's own layer: kept across stops
+LOSE_FLAG = "lose-unsynced"                    # in CODE_DIR: drop unsynced writes at next start
+SLOW_DISK_FLAG = f"{READY_DIR}/slow-disk"
+# Before the node starts again after a power cut, its unsynced writes go (faultfs/unsynced.py).
 _ENTRYPOINT = (
+    f'if [ -e {CODE_DIR}/{LOSE_FLAG} ]; then echo "harness: power cut: unsynced writes dropped '
+    f'($(python3 {FAULTFS_DIR}/unsynced.py {DATA_DIR} {SYNC_JOURNAL}))" >&2 && '
+    f'rm -f {CODE_DIR}/{LOSE_FLAG}; fi; '
     'i=0; while [ ! -e "$READY" ]; do i=$((i + 1)); '
     'if [ "$i" -gt $((READY_WAIT * 50)) ]; then '
     'echo "network state never applied; not starting" >&2; exit 70; fi; sleep 0.02; done; '
@@ -237,6 +247,8 @@ class DockerBackend(Backend):
         if self._caps is None:
             self._caps = self._probe_machine()
         caps = set(self._caps.faults)
+        if self.system.fsync_shim:
+            caps |= {"disk", "lose-unsynced"}   # the faultfs shim goes in with the code
         if self.routed():
             caps |= {"partition", "delay", "one-way"}
         elif "partition" in caps:
@@ -371,14 +383,20 @@ class DockerBackend(Backend):
             self.image, command=["sh", "-c", _ENTRYPOINT, "node-entrypoint", *self.command(node)],
             hostname=node, name=self.container_name(node), labels=self.labels("node", node),
             environment={"READY": READY_FILE, "READY_WAIT": str(READY_WAIT_S),
-                         "PYTHONPATH": CODE_DIR, "PYTHONUNBUFFERED": "1",
-                         "PAXOS_HARNESS_RUN": self.run_id},
+                         "PYTHONPATH": f"{FAULTFS_DIR}:{CODE_DIR}" if self.system.fsync_shim
+                         else CODE_DIR, "PYTHONUNBUFFERED": "1",
+                         "PAXOS_HARNESS_RUN": self.run_id,
+                         **({"PAXOS_HARNESS_SLOW_DISK": SLOW_DISK_FLAG,
+                             "PAXOS_HARNESS_SYNC_JOURNAL": SYNC_JOURNAL}
+                            if self.system.fsync_shim else {})},
             working_dir=CODE_DIR, host_config=host_config, networking_config=networking,
             stop_signal="SIGTERM", detach=True,
         )["Id"]
         self.containers[node] = cid
         self._applied[node] = None
+        shim = faultfs_tar() if self.system.fsync_shim else None
         if code is not None and not api.put_archive(cid, CODE_DIR, code) or \
+                shim is not None and not api.put_archive(cid, CODE_DIR, shim) or \
                 not api.put_archive(cid, CODE_DIR, secret_tar(self.secret)):
             raise BackendError(f"could not copy the node's code into {self.container_name(node)}")
 
@@ -502,6 +520,26 @@ class DockerBackend(Backend):
         if self.is_running(node):
             return
         self._start(node)
+
+    def lose_unsynced(self, node: str) -> dict[str, int]:
+        """SIGKILL, then a flag that makes the entrypoint drop the unsynced writes before the
+        node starts again (the data volume is only reachable from the container); what was
+        lost is written to the node's log then."""
+        self.kill(node)
+        if not self.client.api.put_archive(self.containers[node], CODE_DIR,
+                                           flag_tar(LOSE_FLAG)):
+            raise BackendError(f"cannot mark {node} for a power cut")
+        return {}
+
+    def set_disk_delay(self, node: str, seconds: float) -> None:
+        if not self.is_running(node):
+            return  # the flag lives in a tmpfs, gone with the stopped container anyway
+        script = (f"printf %s {seconds:.6f} > {SLOW_DISK_FLAG}.tmp && "
+                  f"mv {SLOW_DISK_FLAG}.tmp {SLOW_DISK_FLAG}" if seconds > 0
+                  else f"rm -f {SLOW_DISK_FLAG}")
+        code, output = self.exec(node, ["sh", "-c", script])
+        if code != 0:
+            raise BackendError(f"cannot set {node}'s disk delay: {output.strip()[:200]}")
 
     def _signal(self, node: str, signal_name: str) -> bool:
         """Signal the node process; False if there is none (container stopped, node gone)."""

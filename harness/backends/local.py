@@ -17,15 +17,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.backends.base import Backend, BackendError, Edge, controller_alive
+from harness.backends.base import FAULTFS, Backend, BackendError, Edge, controller_alive
+from harness.backends.faultfs import unsynced
 from harness.backends.proxy import ProxyMesh
 from harness.systems import Member, System
 
 RUN_ENV = "PAXOS_HARNESS_RUN"
 CONTROLLER_ENV = "PAXOS_HARNESS_CONTROLLER"
 SLOW_DISK_ENV = "PAXOS_HARNESS_SLOW_DISK"
+SYNC_JOURNAL_ENV = "PAXOS_HARNESS_SYNC_JOURNAL"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FAULTFS = Path(__file__).resolve().parent / "faultfs"
 
 
 def node_host(index: int) -> str:
@@ -74,6 +75,8 @@ class LocalBackend(Backend):
         caps = {"pause", "kill"}
         if self.system.fsync_shim:
             caps.add("disk")  # the slow-disk shim is a Python sitecustomize
+            if not self.direct:
+                caps.add("lose-unsynced")  # so is the sync journal
         routable = not self.system.extra_ports or self.system.sender_header is not None
         if not self.direct and routable:
             # The proxies split links by the port each member dials, or, for a system whose
@@ -145,6 +148,8 @@ class LocalBackend(Backend):
         env[RUN_ENV] = self.run_id
         env[CONTROLLER_ENV] = str(os.getpid())
         env[SLOW_DISK_ENV] = str(self.disk_flag(node))
+        if not self.direct:
+            env[SYNC_JOURNAL_ENV] = str(self.sync_journal(node))
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(FAULTFS), str(REPO_ROOT), env.get("PYTHONPATH")]))
         log = open(self.node_dir(node) / "node.log", "ab")
@@ -196,6 +201,18 @@ class LocalBackend(Backend):
             return
         self.mesh.set_cut(cut)
         self.mesh.set_delay(delays)
+
+    def sync_journal(self, node: str) -> Path:
+        return self.node_dir(node) / "sync-journal"
+
+    def lose_unsynced(self, node: str) -> dict[str, int]:
+        self.kill(node)
+        lost = unsynced.drop_unsynced(str(self.node_dir(node) / "data"),
+                                      str(self.sync_journal(node)))
+        with open(self.node_dir(node) / "node.log", "a") as log:
+            log.write(f"harness: power cut: unsynced writes dropped "
+                      f"({', '.join(f'{k} {v}' for k, v in lost.items())})\n")
+        return lost
 
     def disk_flag(self, node: str) -> Path:
         return self.node_dir(node) / "slow-disk"

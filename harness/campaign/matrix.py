@@ -173,7 +173,7 @@ def load(path: Path, seeds: list[int] | None = None) -> tuple[str, list[Entry]]:
             bug_sets = [[b] for b in _as_list(raw_bugs)]
         combos = list(itertools.product(
             _as_list(matrix.get("workloads", options.get("workload", "register"))),
-            _as_list(matrix.get("nemeses", options.get("nemesis", "partition,pause,kill"))),
+            _as_list(matrix.get("nemeses", options.get("nemesis", "default"))),
             _as_list(matrix.get("nodes", options.get("nodes", 3))),
             seeds or _as_list(matrix.get("seeds", options.get("seed", 1))),
             bug_sets,

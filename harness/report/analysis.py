@@ -26,7 +26,7 @@ from checkers.history import HistoryError
 
 _RANK = {False: 0, "unknown": 1, True: 2}
 # The order in which checkers are listed and a verdict's reason is chosen.
-ORDER = ("linearizability", "set", "agreement", "exactly-once", "availability")
+ORDER = ("linearizability", "set", "agreement", "exactly-once", "availability", "liveness")
 
 
 NOT_APPLICABLE = "n/a"
@@ -142,7 +142,7 @@ def _linearizability(client_ops: list[dict]) -> dict[str, Any]:
 
 
 def analyze(run_dir: Path) -> dict[str, Any]:
-    from checkers import agreement, availability, exactly_once, perf, set_checker
+    from checkers import agreement, availability, exactly_once, liveness, perf, set_checker
 
     run_dir = Path(run_dir)
     config = _read_json(run_dir / "config.json", {}) or {}
@@ -180,6 +180,12 @@ def analyze(run_dir: Path) -> dict[str, Any]:
         checkers["agreement"] = {"valid": "unknown", "reason": "no node logs were collected"}
     bound = recovery_bound(config)
     checkers["availability"] = _guarded(lambda: availability.check(history, phases, bound))
+    nodes = [f"n{i}" for i in range(1, int(config.get("nodes") or 0) + 1)] \
+        if isinstance(config.get("nodes"), int) else []
+    reads_start = (by_phase.get("final-reads") or {}).get("start")
+    checkers["liveness"] = _guarded(lambda: liveness.check(
+        history, nodes, liveness.bound(config.get("op_timeout") or 2.0,
+                                       config.get("election_timeout_ms") or 300), reads_start))
     checkers = {k: checkers[k] for k in ORDER if k in checkers}
 
     verdict = merge_valid([c.get("valid") for c in checkers.values()

@@ -61,15 +61,17 @@ class Worker:
         client, seq = f"c{process}", self.seq
         self.history.append(process, "invoke", f, op["value"], key=key, node=self.node,
                             client=client, seq=seq)
-        type_, value, error = await self._attempts(op, client, seq)
+        type_, value, error, observed = await self._attempts(op, client, seq)
+        extra = {"compare_failed": True} if observed else {}
         completion = self.history.append(process, type_, f, value, key=key, node=self.node,
-                                         error=error, client=client, seq=seq)
+                                         error=error, client=client, seq=seq, **extra)
         if type_ == "info":
             self.process += self.concurrency
         return completion
 
     async def _attempts(self, op: dict[str, Any], client: str,
-                        seq: int) -> tuple[str, Any, str | None]:
+                        seq: int) -> tuple[str, Any, str | None, bool]:
+        """(type, value, error, compare_failed) of the operation's completion."""
         deadline = time.monotonic() + self.op_timeout
         maybe_sent = False
         last_error = "timeout"
@@ -91,10 +93,14 @@ class Worker:
                     continue
                 if outcome.kind != "unavailable":
                     type_ = outcome.kind
-                    if type_ == "fail" and maybe_sent and op["f"] != "read":
-                        # An earlier attempt may still be chosen: not definite any more.
-                        type_ = "info"
-                    return type_, outcome.value, outcome.error
+                    observed = type_ == "fail" and outcome.compare_failed
+                    if type_ == "fail" and maybe_sent and op["f"] != "read" and not (
+                            observed and self.system.deduplicates):
+                        # An earlier attempt may still be chosen: not definite any more. (A
+                        # compare that failed in a system that applies (client, seq) once is
+                        # the outcome of that one application, whichever attempt it was.)
+                        type_, observed = "info", False
+                    return type_, outcome.value, outcome.error, observed
                 last_error = outcome.error or "unavailable"
                 if outcome.leader in self.addresses and outcome.leader != self.node:
                     self.node = outcome.leader
@@ -102,8 +108,8 @@ class Worker:
             self.node = self._other_node()
             await asyncio.sleep(min(RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))
         if maybe_sent:
-            return self.workload.lost(op, last_error)
-        return "fail", op["value"] if op["f"] != "read" else None, last_error
+            return (*self.workload.lost(op, last_error), False)
+        return "fail", op["value"] if op["f"] != "read" else None, last_error, False
 
 
 async def run_worker(worker: Worker, stop: asyncio.Event, interval: float) -> None:

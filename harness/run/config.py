@@ -9,9 +9,11 @@ import random
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from checkers import liveness
 from harness.backends import BACKENDS
 from harness.systems import SYSTEMS, make_system
 from nemesis.catalogue import NemesisError, parse_kinds, parse_spec, system_needs
+from nemesis.schedule import TIMINGS
 from workloads import WORKLOADS
 
 
@@ -108,6 +110,23 @@ CAPABILITY_WORDS = {"leader": "name its leader", "durable": "keep acknowledged w
                     "log": "serve its chosen log", "counters": "report counters"}
 
 
+BASE_NEMESIS = "partition,pause,kill"
+# Crashes that drop unsynced writes, where the backend can (the faultfs shim reaches a Python
+# member's fsyncs; locally and in Docker) and the system promises durability.
+CRASH_NEMESIS = "disk:lose-unsynced/power-cut"
+
+
+def default_nemesis(system: str, backend: str) -> str:
+    """What `--nemesis default` means for this system on this backend."""
+    try:
+        sut = make_system(system)
+    except (KeyError, ValueError):
+        return BASE_NEMESIS
+    if backend in ("local", "docker") and sut.fsync_shim and "durable" in sut.capabilities:
+        return f"{BASE_NEMESIS},{CRASH_NEMESIS}"
+    return BASE_NEMESIS
+
+
 def check_node_args(extra: list[str]) -> None:
     """Extra node arguments parsed as the node parses them, so a bad one is refused here rather
     than by every node after the cluster started."""
@@ -135,7 +154,7 @@ class RunConfig:
     backend: str = "local"
     nodes: int = 3
     workload: str = "register"
-    nemesis: str = "partition,pause,kill"
+    nemesis: str = "default"
     time_limit: float = 30.0
     concurrency: int = 5
     rate: float = 100.0
@@ -145,11 +164,12 @@ class RunConfig:
     bug_nodes: list[str] = field(default_factory=list)
     name: str | None = None
     nemesis_interval: float = 2.0
+    nemesis_timing: str = "scales"
     op_timeout: float = 2.0
     election_timeout_ms: int = 300
     heartbeat_ms: int = 50
     delay_ms: float = 50.0
-    snapshot_every: int = 100_000
+    snapshot_every: int = 100
     disk_delay_ms: float = 200.0
     base_port: int = 0
     node_args: list[str] = field(default_factory=list)
@@ -159,6 +179,11 @@ class RunConfig:
     ssh_key: str | None = None
     ssh_accept_new_host_keys: bool = False
     serializable_reads: bool = False
+
+    def __post_init__(self) -> None:
+        if self.nemesis == "default" and isinstance(self.system, str) and \
+                isinstance(self.backend, str):
+            self.nemesis = default_nemesis(self.system, self.backend)
 
     def nemesis_kinds(self) -> list[str]:
         return parse_kinds(self.nemesis)
@@ -176,9 +201,11 @@ class RunConfig:
 
     def phase_durations(self) -> dict[str, float]:
         """Warm-up, faults and recovery share the time limit 1 : 3 : 1 (recovery at least 3 s
-        so the cluster can elect a leader and catch up after the final heal)."""
+        so the cluster can elect a leader and catch up after the final heal, and longer than
+        the liveness bound so that the healed cluster's liveness is always judged)."""
         total = self.time_limit
-        recovery = max(3.0, total * 0.2)
+        recovery = max(3.0, total * 0.2, liveness.bound(self.op_timeout,
+                                                        self.election_timeout_ms) + 0.5)
         warmup = max(1.0, total * 0.2)
         faults = max(0.0, total - warmup - recovery) if self.nemesis_kinds() else 0.0
         return {"warmup": warmup, "faults": faults, "recovery": recovery}
@@ -212,6 +239,9 @@ class RunConfig:
         except NemesisError as exc:
             raise ConfigError(str(exc)) from None
         check_capabilities(self)
+        if self.nemesis_timing not in TIMINGS:
+            raise ConfigError(f"--nemesis-timing {self.nemesis_timing!r}: choose "
+                              f"{' or '.join(TIMINGS)}")
         if self.heartbeat_ms >= self.election_timeout_ms:
             raise ConfigError(f"--heartbeat-ms ({self.heartbeat_ms}) must be below "
                               f"--election-timeout-ms ({self.election_timeout_ms})")
@@ -256,7 +286,8 @@ class RunConfig:
         unknown = set(data) - names
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
-        return cls(**data)
+        # Runs stored before fault lengths were drawn on several scales planned them so.
+        return cls(**{"nemesis_timing": "fixed", **data})
 
     @classmethod
     def load(cls, path: Path) -> RunConfig:
@@ -272,11 +303,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
       "(default %(default)s)")
     a("--nodes", type=int, default=d.nodes, help="cluster size (default %(default)s)")
     a("--workload", default=d.workload, help=f"{', '.join(WORKLOADS)} (default %(default)s)")
-    a("--nemesis", default=d.nemesis,
+    a("--nemesis", default="default",
       help="comma list of fault kinds: partition, pause, kill, delay (alias packet), disk, "
       "or none; "
       "a kind may name its shapes, e.g. partition:isolate-leader/halves, kill:leader, "
-      "pause:one/minority (default %(default)s)")
+      f"pause:one/minority (default: {BASE_NEMESIS}, and {CRASH_NEMESIS} for a durable "
+      "Python system on the local or docker backend)")
     a("--time-limit", type=float, default=d.time_limit,
       help="seconds of warm-up + faults + recovery, split 1:3:1 (default %(default)s)")
     a("--concurrency", type=int, default=d.concurrency,
@@ -294,6 +326,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
       "nodes, bugs)")
     a("--nemesis-interval", type=float, default=d.nemesis_interval,
       help="mean seconds of each fault and of each quiet gap (default %(default)s)")
+    a("--nemesis-timing", default=d.nemesis_timing, choices=TIMINGS,
+      help="scales: fault lengths from a fraction of an election timeout to several intervals, "
+      "and every third client waits five op timeouts, so operations stay in flight across "
+      "faults; fixed: every fault and gap about one interval, every client the same timeout "
+      "(default %(default)s)")
     a("--op-timeout", type=float, default=d.op_timeout,
       help="seconds a client waits for one operation, retries included (default %(default)s)")
     a("--election-timeout-ms", type=int, default=d.election_timeout_ms,
@@ -305,9 +342,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     a("--disk-delay-ms", type=float, default=d.disk_delay_ms,
       help="extra time every fsync takes on a node under the disk nemesis (default %(default)s)")
     a("--snapshot-every", type=int, default=d.snapshot_every,
-      help="the nodes compact their log every N applied slots; the agreement and exactly-once "
-      "checkers see only what is still in the logs, so keep it above the run's slot count "
-      "unless testing compaction (default %(default)s)")
+      help="the nodes compact their log every N applied slots, so runs take and install "
+      "snapshots; the harness records the chosen logs during the run, so the agreement and "
+      "exactly-once checkers still see every slot (default %(default)s)")
     a("--base-port", type=int, default=d.base_port,
       help="local backend: node i listens on BASE+i (default: free ports)")
     a("--node-arg", dest="node_args", action="append", default=[], metavar="ARG",

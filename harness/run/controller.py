@@ -20,6 +20,7 @@ from harness.run import store
 from harness.run.clients import Worker, run_worker
 from harness.run.config import RunConfig
 from harness.run.history import HistoryRecorder
+from harness.run.logs import LogTracker
 from harness.systems import System, make_system
 from nemesis.catalogue import capabilities, parse_spec
 from nemesis.executor import Nemesis
@@ -27,6 +28,7 @@ from nemesis.schedule import plan
 from workloads import make_workload
 
 LEADER_WAIT_S = 30.0
+LONG_TIMEOUT_FACTOR = 5
 
 
 class HarnessError(Exception):
@@ -67,7 +69,8 @@ class Controller:
         durations = config.phase_durations()
         self.durations = durations
         self.plan = plan(parse_spec(config.nemesis), durations["faults"],
-                         config.nemesis_interval, self.nemesis_rng)
+                         config.nemesis_interval, self.nemesis_rng, config.nemesis_timing,
+                         config.election_timeout_ms / 1000)
         self.history: HistoryRecorder | None = None  # opened once the run directory exists
         self.phases: list[dict[str, Any]] = []
         self.samples: list[dict[str, Any]] = []
@@ -75,6 +78,9 @@ class Controller:
         self.backend: Backend | None = None
         self.nemesis: Nemesis | None = None
         self.addresses: dict[str, tuple[str, int]] = {}
+        self.logs: LogTracker | None = None
+        self.logs_stop = asyncio.Event()
+        self.logs_task: asyncio.Future | None = None
 
     # -- cluster state -------------------------------------------------------------------
 
@@ -133,16 +139,29 @@ class Controller:
     async def run_nemesis(self) -> None:
         assert self.nemesis is not None
         start = time.monotonic()
-        # Faults of different kinds overlap; run starts and stops in time order.
+        # Faults of different kinds overlap; run starts and stops in time order. A fault whose
+        # every target is down (a pause during kill:all) waits for the next stop to bring one
+        # back, until its own end.
         events = sorted([(f.start, 1, i) for i, f in enumerate(self.plan)]
                         + [(f.end, 0, i) for i, f in enumerate(self.plan)])
         started: dict[int, tuple[str, list[str]]] = {}
-        for at, is_start, i in events:
+        waiting: list[int] = []
+        while events:
+            at, is_start, i = events.pop(0)
             await asyncio.sleep(max(0.0, start + at - time.monotonic()))
             if is_start:
-                started[i] = await self.nemesis.start(self.plan[i])
-            elif i in started:
+                begun = await self.nemesis.start(self.plan[i])
+                if begun is not None:
+                    started[i] = begun
+                else:
+                    waiting.append(i)
+                continue
+            if i in started:
                 await self.nemesis.stop(*started.pop(i))
+                for j in waiting:  # something came back: try the waiting faults again now
+                    if time.monotonic() - start < self.plan[j].end:
+                        events.insert(0, (time.monotonic() - start, 1, j))
+                waiting.clear()
         await asyncio.sleep(max(0.0, start + self.durations["faults"] - time.monotonic()))
 
     async def run_final_ops(self, workers: list[Worker]) -> None:
@@ -174,13 +193,27 @@ class Controller:
             print(("\r" + line + "\x1b[K") if tty else line, end="" if tty else "\n",
                   file=sys.stderr, flush=True)
 
+    def track_logs(self) -> None:
+        """Record the chosen logs from now on (a system that serves them)."""
+        if "log" in self.system.capabilities:
+            self.logs = LogTracker(self.system, self.addresses)
+            self.logs_task = asyncio.ensure_future(self.logs.run(self.logs_stop))
+
     async def collect_nodes(self) -> None:
         statuses = await self.statuses(2.0)
+        self.logs_stop.set()
+        if self.logs_task is not None:
+            await asyncio.gather(self.logs_task, return_exceptions=True)
+        if self.logs is None and "log" in self.system.capabilities:
+            self.logs = LogTracker(self.system, self.addresses)
         for node in self.nodes:
             node_dir = self.run_dir / "nodes" / node
             node_dir.mkdir(parents=True, exist_ok=True)
             (node_dir / "status.json").write_text(json.dumps(statuses[node], indent=1))
-            log = await self.system.fetch_log(self.addresses[node])
+            log = None
+            if self.logs is not None:
+                await self.logs.poll(node, timeout=5.0)
+                log = self.logs.records[node].to_json()
             (node_dir / "log.json").write_text(json.dumps(log))
 
     def preflight(self) -> None:
@@ -202,6 +235,7 @@ class Controller:
             await asyncio.to_thread(self.backend.setup)
             self.addresses = {n: self.backend.client_address(n) for n in self.nodes}
             await self.wait_for_leader(LEADER_WAIT_S)
+            self.track_logs()
             # The lagging follower falls behind for most of an election timeout, not all of
             # it: it must not start elections of its own before the leader is cut off.
             self.nemesis = Nemesis(self.backend, self.nodes, self.record_nemesis, self.leader,
@@ -221,7 +255,7 @@ class Controller:
         config = self.config
         worker_rng = random.Random(self.worker_seed)
         workers = [Worker(i, config.concurrency, self.workload, self.history, self.addresses,
-                          config.op_timeout, random.Random(worker_rng.getrandbits(64)),
+                          self.op_timeout(i), random.Random(worker_rng.getrandbits(64)),
                           self.system)
                    for i in range(config.concurrency)]
         interval = config.concurrency / config.rate if config.rate > 0 else 0.0
@@ -254,6 +288,13 @@ class Controller:
             for w in workers:
                 w.close()
             self.end_phases()
+
+    def op_timeout(self, worker: int) -> float:
+        """Every third client waits five op timeouts under `scales` timing: its operations
+        stay in flight across a pause or a partition, and see what the node does when it
+        comes back (a leader that resumes and answers from its old state)."""
+        long = self.config.nemesis_timing == "scales" and worker % 3 == 2
+        return self.config.op_timeout * (LONG_TIMEOUT_FACTOR if long else 1)
 
     def backend_options(self) -> dict[str, Any]:
         member_args = self.system.member_args

@@ -51,6 +51,9 @@ class Outcome:
     value: Any = None
     error: str | None = None
     leader: str | None = None
+    # A `fail` of a cas that ran and compared: the register held something other than `from`.
+    # That is an observation of the register, not "did not happen" (Porcupine's etcd model).
+    compare_failed: bool = False
 
 
 class NotSent(OSError):
@@ -74,6 +77,9 @@ class System:
     sender_header: str | None = None
     # How a backend that signals by command line (pkill -f) finds a member's process.
     process_pattern: str = "(^|/)python3?(\\.[0-9]+)? -m node( |$)"
+    # A retry with the same (client, seq) is applied at most once (a session table): the
+    # reply to any attempt is then the outcome of the one application.
+    deduplicates: bool = False
 
     def code(self) -> Path | None:
         """A package the backends deploy next to each member (None: installed there)."""
@@ -105,8 +111,10 @@ class System:
         """A member that leads and serves clients: the cluster is up."""
         return None
 
-    async def fetch_log(self, address: tuple[str, int]) -> dict[str, Any] | None:
-        """The member's chosen log {"first", "entries"}, None when it cannot be had."""
+    async def fetch_log(self, address: tuple[str, int], start: int = 0,
+                        timeout: float = 5.0) -> dict[str, Any] | None:
+        """The member's chosen log {"first", "entries"} from slot `start` on, None when it
+        cannot be had."""
         return None
 
     def route_names(self, advertised: dict[str, tuple[str, int]],

@@ -123,7 +123,7 @@ class EtcdClient:
             kvs = reply.get("kvs") or []
             return Outcome("ok", _decode_value(kvs[0]["value"]) if kvs else None)
         if f == "cas" and not reply.get("succeeded"):
-            return Outcome("fail", op["value"], "precondition-failed")
+            return Outcome("fail", op["value"], "precondition-failed", compare_failed=True)
         return Outcome("ok", op["value"])
 
     def close(self) -> None:

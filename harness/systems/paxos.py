@@ -120,6 +120,8 @@ def outcome_of(op: dict[str, Any], reply: dict[str, Any]) -> Outcome:
             return Outcome("ok", None)
         # A read has no effect: whatever went wrong, it did not happen.
         return Outcome("fail", None, error)
+    if op["f"] == "cas" and code in (NO_KEY, PRECONDITION):
+        return Outcome("fail", op["value"], error, compare_failed=True)
     if reply.get("definite") or code in (MALFORMED, NO_KEY, PRECONDITION):
         return Outcome("fail", op["value"], error)
     return Outcome("info", op["value"], error)
@@ -146,6 +148,7 @@ class PaxosSystem(System):
 
     def __init__(self) -> None:
         super().__init__("paxos", frozenset({"leader", "log", "counters", "durable", "bugs"}))
+        self.deduplicates = True
 
     def code(self) -> Path:
         return REPO_ROOT / "node"
@@ -190,13 +193,13 @@ class PaxosSystem(System):
                 return node
         return None
 
-    async def fetch_log(self, address: tuple[str, int]) -> dict[str, Any] | None:
+    async def fetch_log(self, address: tuple[str, int], start: int = 0,
+                        timeout: float = 5.0) -> dict[str, Any] | None:
         entries: list[dict] = []
         first = None
-        start = 0
         while True:
             reply = await one_request(address, {"op": "log", "from": start, "limit": LOG_PAGE},
-                                      5.0)
+                                      timeout)
             if not reply or not reply.get("ok"):
                 return None
             if first is None:

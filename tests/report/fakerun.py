@@ -177,7 +177,8 @@ def make_run(store: Path, workload: str = "register", seed: int = 1, fault: str 
     run_dir.mkdir(parents=True)
     config = {"backend": "local", "nodes": 3, "workload": workload, "nemesis": "partition,kill",
               "time_limit": 10.0, "concurrency": 4, "rate": 200.0, "seed": seed,
-              "store": str(store), "bugs": [], "bug_nodes": [], "name": None}
+              "store": str(store), "bugs": [], "bug_nodes": [], "name": None,
+              "op_timeout": 0.2, "election_timeout_ms": 300}
     (run_dir / "config.json").write_text(json.dumps(config, indent=1))
     (run_dir / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
     phases = [{"name": "warmup", "start": int(WARMUP * NS), "end": int(FAULTS * NS)},

@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "recheck": ("harness.commands.recheck", "check a stored run again"),
     "rerun": ("harness.commands.rerun", "run a stored run's configuration and seed again"),
     "campaign": ("harness.commands.campaign", "run a matrix of runs from a TOML file"),
+    "explore": ("harness.commands.explore",
+                "search drawn runs for a violation within a time budget, then shrink it"),
     "compare": ("harness.commands.compare", "compare the fast-path windows of two runs"),
     "serve": ("harness.commands.serve", "browse the store in a web browser"),
     "bench": ("harness.commands.bench", "the node's fast-path benchmark"),

@@ -68,6 +68,7 @@ from node.messages import Ballot
 ZERO: Ballot = (0, "")
 NOOP: dict[str, Any] = {"op": "noop"}
 NEVER = -(10 ** 12)
+RETAINED_SLOTS = 10_000
 
 FOLLOWER = "follower"
 PRECANDIDATE = "precandidate"
@@ -158,9 +159,9 @@ class Replica:
         self.accepted: dict[int, tuple[Ballot, Any]] = {}
         # learner state: chosen values above the snapshot (not necessarily contiguous)
         self.chosen: dict[int, Any] = {}
-        # The last snapshot interval's chosen values, kept in memory after compaction only for
-        # the `log` admin request: an observer polling the log sees every slot even though
-        # the node compacts (at most snapshot_every entries; lost on restart).
+        # The latest compacted chosen values, kept in memory only for the `log` admin request:
+        # an observer polling the log sees every slot even though the node compacts (at most
+        # RETAINED_SLOTS or one snapshot interval of entries; lost on restart).
         self.retained: dict[int, Any] = {}
         self.chosen_upto = -1
         self.applied = -1
@@ -1117,11 +1118,14 @@ class Replica:
         self.snapshot_data = data
         for s in [s for s in self.accepted if s <= idx]:
             del self.accepted[s]
-        for s in [s for s in self.chosen if s <= idx]:
+        for s in sorted(s for s in self.chosen if s <= idx):
             self.retained[s] = self.chosen.pop(s)
-        floor = idx - self.cfg.snapshot_every
-        for s in [s for s in self.retained if s <= floor]:
-            del self.retained[s]
+        floor = idx - max(self.cfg.snapshot_every, RETAINED_SLOTS)
+        while self.retained:  # in slot order: compaction inserts them so
+            oldest = next(iter(self.retained))
+            if oldest > floor:
+                break
+            del self.retained[oldest]
         self.applied_keys = {k: s for k, s in self.applied_keys.items() if s > idx}
 
     def _maybe_catchup(self, target: str | None) -> None:

@@ -1,0 +1,210 @@
+"""A time-budgeted search for a failing run, and the shrinking of the one it finds.
+
+Every run of an exploration is drawn from one seed: its nemesis mix (a few kinds, a few shapes
+of each, targeted shapes included), the timing of its faults, the node count, the workload, the
+number of clients, their rate and timeouts, and the run's length and seed. Only what the system
+and the backend can do is drawn. The search stops at the first run whose verdict is false.
+
+Then the failing run is shrunk, as QuickCheck and Jepsen's elle shrink: one simplification at
+a time (a fault kind dropped, one shape kept, a shorter run, fewer clients, fewer nodes), each
+rerun with the same seed, kept if the run still fails. Real runs are not deterministic, so a
+candidate gets `attempts` tries before it counts as passing. The smallest failing run is
+reported with its `harness rerun` command.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from harness.run.config import RunConfig
+from nemesis.catalogue import KINDS, capabilities, parse_spec, system_needs
+
+INTERVALS = (0.5, 1.0, 2.0, 3.0, 4.0)
+CONCURRENCY = (3, 5, 9, 12)
+RATES = (100.0, 300.0, 600.0)
+OP_TIMEOUTS = (0.5, 1.0, 2.0)
+TIME_LIMITS = (10.0, 15.0, 20.0)
+MIN_TIME_LIMIT = 6.0
+MAX_REDRAWS = 1000
+
+
+@dataclass
+class Trial:
+    config: RunConfig
+    valid: Any
+    run_dir: str | None
+    seconds: float
+    why: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"valid": self.valid, "run_dir": self.run_dir, "seconds": round(self.seconds, 2),
+                "why": self.why, "nemesis": self.config.nemesis, "seed": self.config.seed,
+                "nodes": self.config.nodes, "workload": self.config.workload,
+                "concurrency": self.config.concurrency, "time_limit": self.config.time_limit}
+
+
+@dataclass
+class Exploration:
+    runs: list[Trial] = field(default_factory=list)
+    found: Trial | None = None
+    shrunk: list[Trial] = field(default_factory=list)    # each accepted simplification
+    smallest: Trial | None = None
+    seconds_to_find: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"runs": [t.to_json() for t in self.runs],
+                "found": self.found.to_json() if self.found else None,
+                "seconds_to_find": self.seconds_to_find,
+                "shrunk": [t.to_json() for t in self.shrunk],
+                "smallest": self.smallest.to_json() if self.smallest else None}
+
+
+def allowed_shapes(system: Any, backend_caps: set[str],
+                   workloads: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """{kind: shapes} this system on this backend can take (targeted shapes included)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for kind, shapes in KINDS.items():
+        ok = []
+        for shape in shapes:
+            spec = {kind: (shape,)}
+            if not capabilities(spec) <= backend_caps:
+                continue
+            if any(need not in system.capabilities for need in system_needs(spec)):
+                continue
+            ok.append(shape)
+        if ok:
+            out[kind] = tuple(ok)
+    return out
+
+
+def spec_text(spec: dict[str, tuple[str, ...]]) -> str:
+    return ",".join(f"{kind}:{'/'.join(shapes)}" for kind, shapes in sorted(spec.items()))
+
+
+def draw(base: RunConfig, rng: random.Random, shapes: dict[str, tuple[str, ...]],
+         workloads: tuple[str, ...], max_time_limit: float) -> RunConfig:
+    """One run of the exploration: everything varied that the base does not pin (bugs, the
+    system, the backend and its options stay as given)."""
+    kinds = sorted(shapes)
+    chosen = rng.sample(kinds, rng.randint(1, min(3, len(kinds))))
+    spec = {k: tuple(sorted(rng.sample(shapes[k], rng.randint(1, min(3, len(shapes[k]))))))
+            for k in chosen}
+    nodes = rng.choice((3, 3, 5))
+    limits = [t for t in TIME_LIMITS if t <= max_time_limit] or [max_time_limit]
+    return replace(
+        base, nemesis=spec_text(spec), nodes=nodes,
+        nemesis_interval=rng.choice(INTERVALS),
+        nemesis_timing="scales" if rng.random() < 0.8 else "fixed",
+        workload=rng.choice(workloads), concurrency=rng.choice(CONCURRENCY),
+        rate=rng.choice(RATES), op_timeout=rng.choice(OP_TIMEOUTS),
+        time_limit=rng.choice(limits), seed=rng.randrange(1, 2**31), name=None,
+        bug_nodes=[n for n in base.bug_nodes if int(n[1:]) <= nodes])
+
+
+def simplifications(config: RunConfig) -> list[RunConfig]:
+    """Smaller versions of a failing run, the biggest cut first."""
+    out: list[RunConfig] = []
+    spec = parse_spec(config.nemesis)
+    if len(spec) > 1:
+        for kind in sorted(spec):
+            rest = {k: v for k, v in spec.items() if k != kind}
+            out.append(replace(config, nemesis=spec_text(rest)))
+    for kind, shapes in sorted(spec.items()):
+        if len(shapes) > 1:
+            for shape in shapes:
+                out.append(replace(config, nemesis=spec_text({**spec, kind: (shape,)})))
+    if config.time_limit / 2 >= MIN_TIME_LIMIT:
+        out.append(replace(config, time_limit=config.time_limit / 2))
+    elif config.time_limit > MIN_TIME_LIMIT:
+        out.append(replace(config, time_limit=MIN_TIME_LIMIT))
+    if config.concurrency > 1:
+        out.append(replace(config, concurrency=max(1, config.concurrency // 2)))
+    if config.nodes > 3:
+        out.append(replace(config, nodes=3,
+                           bug_nodes=[n for n in config.bug_nodes if int(n[1:]) <= 3]))
+    valid = []
+    for candidate in out:
+        try:
+            candidate.validate()
+        except ValueError:
+            continue
+        valid.append(candidate)
+    return valid
+
+
+Runner = Callable[[RunConfig], Trial]
+
+
+def explore(base: RunConfig, runner: Runner, budget_s: float, seed: int,
+            shapes: dict[str, tuple[str, ...]], workloads: tuple[str, ...],
+            max_time_limit: float = 20.0, shrink_budget_s: float = 600.0, attempts: int = 2,
+            shrink: bool = True, report: Callable[[str], None] = lambda line: None,
+            clock: Callable[[], float] = time.monotonic) -> Exploration:
+    """Search until the budget is spent or a run fails; then shrink that run."""
+    rng = random.Random(seed)
+    result = Exploration()
+    started = clock()
+    number = 0
+    redraws = 0
+    while True:
+        config = draw(base, rng, shapes, workloads, max_time_limit)
+        try:
+            config.validate()
+        except ValueError as exc:
+            # a combination the configuration refuses (too many faults for the interval)
+            redraws += 1
+            if redraws > MAX_REDRAWS:
+                raise ValueError(f"no drawn run is valid for this base configuration: {exc}") \
+                    from None
+            continue
+        # A run costs about its time limit plus start-up: do not start one the budget
+        # cannot hold (the first always runs).
+        if number and clock() - started + config.time_limit + 5 > budget_s:
+            report(f"budget of {budget_s:g} s spent after {number} run(s): no violation found")
+            break
+        number += 1
+        trial = runner(config)
+        result.runs.append(trial)
+        report(f"run {number}: {describe(config)} -> {trial.valid} ({trial.seconds:.0f} s)"
+               + (f"  {trial.run_dir}" if trial.run_dir else ""))
+        if trial.valid is False:
+            result.found = trial
+            result.seconds_to_find = round(clock() - started, 1)
+            report(f"violation after {result.seconds_to_find:g} s: {trial.why}")
+            report(f"rerun: harness rerun {trial.run_dir}")
+            break
+    if result.found is None:
+        return result
+    result.smallest = result.found
+    if not shrink:
+        return result
+    shrink_start = clock()
+    progress = True
+    while progress and clock() - shrink_start < shrink_budget_s:
+        progress = False
+        for candidate in simplifications(result.smallest.config):
+            if clock() - shrink_start >= shrink_budget_s:
+                break
+            for _ in range(attempts):
+                trial = runner(candidate)
+                if trial.valid is False:
+                    break
+            report(f"shrink: {describe(candidate)} -> {trial.valid}")
+            if trial.valid is False:
+                result.shrunk.append(trial)
+                result.smallest = trial
+                progress = True
+                break
+    report(f"smallest failing run: {describe(result.smallest.config)}")
+    report(f"rerun: harness rerun {result.smallest.run_dir}")
+    return result
+
+
+def describe(config: RunConfig) -> str:
+    return (f"{config.workload} nemesis={config.nemesis} nodes={config.nodes} "
+            f"clients={config.concurrency} {config.time_limit:g}s seed={config.seed}")
+

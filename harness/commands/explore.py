@@ -1,0 +1,121 @@
+"""`harness explore --budget DURATION`: search drawn runs for a violation, then shrink it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+from harness.run.config import ConfigError, RunConfig, add_run_arguments, config_from_args
+
+UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def duration(text: str) -> float:
+    """`90`, `90s`, `5m`, `1h30m` -> seconds."""
+    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*"
+                         r"(?:(\d+(?:\.\d+)?)s?)?\s*", text or "")
+    if not parts or not any(parts.groups()):
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (say 90s, 5m or 1h)")
+    h, m, s = (float(g or 0) for g in parts.groups())
+    total = h * 3600 + m * 60 + s
+    if not 1 <= total <= 7 * 86400:
+        raise argparse.ArgumentTypeError(f"a duration between 1 s and 7 days, not {text!r}")
+    return total
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser)
+    parser.add_argument("--budget", type=duration, default=600.0, metavar="DURATION",
+                        help="search time: 90s, 5m, 1h (default 10m)")
+    parser.add_argument("--shrink-budget", type=duration, default=600.0, metavar="DURATION",
+                        help="time for shrinking a failing run (default 10m)")
+    parser.add_argument("--max-time-limit", type=float, default=20.0, metavar="S",
+                        help="longest run drawn (default %(default)s)")
+    parser.add_argument("--attempts", type=int, default=2,
+                        help="tries before a shrunk run counts as passing (default %(default)s)")
+    parser.add_argument("--no-shrink", action="store_true", help="stop at the first violation")
+
+
+def backend_capabilities(config: RunConfig) -> set[str]:
+    from harness.backends import make_backend
+    from harness.run.controller import Controller
+
+    controller = Controller(config, Path(config.store) / "explore-probe", progress=False)
+    return make_backend(config.backend, **controller.backend_options()).capabilities()
+
+
+def runner(config: RunConfig):  # noqa: ANN201 - a Trial
+    from harness.campaign.explore import Trial
+    from harness.run.controller import RunRefused, execute
+
+    t0 = time.monotonic()
+    try:
+        outcome = execute(config, progress=False)
+    except RunRefused as exc:
+        return Trial(config, "refused", None, time.monotonic() - t0, str(exc))
+    valid = "unknown" if outcome.harness_error else outcome.results.get("valid")
+    why = outcome.harness_error or outcome.results.get("reason")
+    return Trial(config, valid, str(outcome.run_dir), time.monotonic() - t0, why)
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.backends import BackendError
+    from harness.campaign.explore import allowed_shapes, explore
+    from harness.systems import make_system
+
+    base = config_from_args(args)
+    if args.attempts < 1 or args.max_time_limit < 6:
+        print("harness explore: --attempts must be at least 1 and --max-time-limit at least 6",
+              file=sys.stderr)
+        return 3
+    try:
+        base.validate()
+    except ConfigError as exc:
+        print(f"harness explore: {exc}", file=sys.stderr)
+        return 3
+    base.with_seed()
+    system = make_system(base.system)
+    try:
+        caps = backend_capabilities(base)
+    except BackendError as exc:
+        print(f"harness explore: {exc}", file=sys.stderr)
+        return 3
+    from workloads import WORKLOADS
+
+    workloads = tuple(w for w in WORKLOADS if system.workloads is None or w in system.workloads)
+    shapes = allowed_shapes(system, caps, workloads)
+    out_dir = Path(base.store) / "explorations" / time.strftime("%Y%m%dT%H%M%S")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"harness explore: cannot write {out_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 3
+    print(f"exploring for {args.budget:g} s from seed {base.seed}: {base.system} on "
+          f"{base.backend}, kinds {', '.join(sorted(shapes))}", file=sys.stderr)
+    try:
+        result = explore(base, runner, args.budget, base.seed, shapes, workloads,
+                         args.max_time_limit, args.shrink_budget, args.attempts,
+                         not args.no_shrink, report=lambda line: print(line, file=sys.stderr,
+                                                                       flush=True))
+    except ValueError as exc:
+        print(f"harness explore: {exc}", file=sys.stderr)
+        return 3
+    summary = {"seed": base.seed, "budget_s": args.budget, "system": base.system,
+               "backend": base.backend, "bugs": base.bugs, **result.to_json()}
+    (out_dir / "exploration.json").write_text(json.dumps(summary, indent=1, default=str))
+    print(f"exploration: {out_dir / 'exploration.json'}")
+    if result.found is not None:
+        print(f"violation: {result.found.why}")
+        print(f"smallest failing run: harness rerun {result.smallest.run_dir}")
+        return 1
+    verdicts = [t.valid for t in result.runs]
+    print(f"no violation in {len(verdicts)} run(s): "
+          f"{sum(v is True for v in verdicts)} valid, "
+          f"{sum(v not in (True, False) for v in verdicts)} not decided")
+    if any(v is True for v in verdicts):
+        return 0
+    return 2 if any(v == "unknown" for v in verdicts) else 3

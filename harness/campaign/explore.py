@@ -15,9 +15,11 @@ reported with its `harness rerun` command.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from harness.run.config import RunConfig
@@ -61,6 +63,22 @@ class Exploration:
                 "seconds_to_find": self.seconds_to_find,
                 "shrunk": [t.to_json() for t in self.shrunk],
                 "smallest": self.smallest.to_json() if self.smallest else None}
+
+
+UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def duration(text: str) -> float:
+    """`90`, `90s`, `5m`, `1h30m` -> seconds."""
+    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*"
+                         r"(?:(\d+(?:\.\d+)?)s?)?\s*", text or "")
+    if not parts or not any(parts.groups()):
+        raise ValueError(f"not a duration: {text!r} (say 90s, 5m or 1h)")
+    h, m, s = (float(g or 0) for g in parts.groups())
+    total = h * 3600 + m * 60 + s
+    if not 1 <= total <= 7 * 86400:
+        raise ValueError(f"a duration between 1 s and 7 days, not {text!r}")
+    return total
 
 
 def allowed_shapes(system: Any, backend_caps: set[str],
@@ -202,6 +220,29 @@ def explore(base: RunConfig, runner: Runner, budget_s: float, seed: int,
     report(f"smallest failing run: {describe(result.smallest.config)}")
     report(f"rerun: harness rerun {result.smallest.run_dir}")
     return result
+
+
+def backend_capabilities(config: RunConfig) -> set[str]:
+    """What the configured backend can do on this machine (BackendError if nothing)."""
+    from harness.backends import make_backend
+    from harness.run.controller import Controller
+
+    controller = Controller(config, Path(config.store) / "explore-probe", progress=False)
+    return make_backend(config.backend, **controller.backend_options()).capabilities()
+
+
+def runner(config: RunConfig) -> Trial:
+    """One real run of the exploration."""
+    from harness.run.controller import RunRefused, execute
+
+    t0 = time.monotonic()
+    try:
+        outcome = execute(config, progress=False)
+    except RunRefused as exc:
+        return Trial(config, "refused", None, time.monotonic() - t0, str(exc))
+    valid = "unknown" if outcome.harness_error else outcome.results.get("valid")
+    why = outcome.harness_error or outcome.results.get("reason")
+    return Trial(config, valid, str(outcome.run_dir), time.monotonic() - t0, why)
 
 
 def describe(config: RunConfig) -> str:

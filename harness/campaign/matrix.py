@@ -3,7 +3,10 @@
 A campaign file has a `[campaign]` table of defaults (any `harness run` option, dashes or
 underscores) and `[[matrix]]` entries, each expanding to workloads x nemeses x nodes x seeds x
 bugs, each free to override any run option, with an expectation: `expect = "valid"`, or
-`expect = "invalid"` with the `checker` that must say so.
+`expect = "invalid"` with the `checker` that must say so. An entry with `explore = "5m"` is an
+exploration (harness explore) per seed instead of one run: `expect = "invalid"` then means the
+exploration must find a run that the checker flags within that budget, `expect = "valid"` that
+it finds none.
 Everything is validated before the first run starts.
 """
 
@@ -19,7 +22,7 @@ from xml.sax.saxutils import escape, quoteattr
 from harness.run.config import ConfigError, RunConfig, check_name
 
 MATRIX_KEYS = {"workloads", "nemeses", "nodes", "seeds", "bugs", "expect", "checker",
-               "time-limit", "name", "options"}
+               "time-limit", "name", "options", "explore"}
 # Run options a matrix entry sets through its axes (plural keys), not directly.
 AXES = {"workload", "nemesis", "nodes", "seed", "bugs"}
 
@@ -34,6 +37,7 @@ class Entry:
     expect: str
     checker: str | None
     label: str
+    explore_s: float | None = None   # an exploration with this budget, not one run
 
 
 def _line_of(text: str, key: str, after: int = 0) -> int:
@@ -163,6 +167,14 @@ def load(path: Path, seeds: list[int] | None = None) -> tuple[str, list[Entry]]:
         for key in options:
             if key not in option_names:
                 fail(f"unknown run option {key!r}", key.replace("_", "-"), matrix_line)
+        explore_s = None
+        if "explore" in matrix:
+            from harness.campaign.explore import duration
+
+            try:
+                explore_s = duration(str(matrix["explore"]))
+            except ValueError as exc:
+                fail(f"explore: {exc}", "explore", matrix_line)
         if len(errors) > before:
             continue
         if "time-limit" in matrix:
@@ -190,7 +202,8 @@ def load(path: Path, seeds: list[int] | None = None) -> tuple[str, list[Entry]]:
                 fail(str(exc), _key_of(str(exc)), matrix_line)
                 continue
             entries.append(Entry(config, expect, checker,
-                                 f"{label or config.test_name()}-s{seed}"))
+                                 f"{'explore-' if explore_s else ''}"
+                                 f"{label or config.test_name()}-s{seed}", explore_s))
     done()
     return name, entries
 

@@ -6,7 +6,9 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tabulate import tabulate
 
@@ -22,6 +24,44 @@ def _bar(done: int, total: int, started: float) -> str:
     eta = elapsed / done * (total - done) if done else 0.0
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}  eta {eta:4.0f}s"
 
+
+
+@dataclass
+class _Explored:
+    """An exploration entry's outcome, shaped like a run's: the failing run if one was found,
+    else the last run, with the verdict the exploration as a whole reached."""
+
+    run_dir: Path
+    results: dict
+    interrupted: bool = False
+
+
+def explore_entry(entry: Any) -> _Explored:
+    from harness.backends import BackendError
+    from harness.campaign.explore import allowed_shapes, backend_capabilities, explore, runner
+    from harness.run.controller import RunRefused
+    from harness.systems import make_system
+    from workloads import WORKLOADS
+
+    base = entry.config
+    system = make_system(base.system)
+    try:
+        caps = backend_capabilities(base)
+    except BackendError as exc:
+        raise RunRefused(str(exc)) from None
+    workloads = tuple(w for w in WORKLOADS if system.workloads is None or w in system.workloads)
+    result = explore(base, runner, entry.explore_s, base.seed or 1,
+                     allowed_shapes(system, caps, workloads), workloads, shrink=False,
+                     report=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
+    trial = result.found or (result.runs[-1] if result.runs else None)
+    if trial is None or trial.run_dir is None:
+        raise RunRefused(trial.why if trial else "the exploration made no run")
+    results = json.loads((Path(trial.run_dir) / "results.json").read_text())
+    if result.found is None:
+        verdicts = [t.valid for t in result.runs]
+        results = {**results, "valid": True if any(v is True for v in verdicts) else "unknown",
+                   "reason": f"{len(verdicts)} explored run(s), no violation"}
+    return _Explored(Path(trial.run_dir), results)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{_bar(i, len(entries), started)}  {entry.label}", file=sys.stderr, flush=True)
         t0 = time.monotonic()
         try:
-            outcome = execute(entry.config, progress=False)
+            outcome = explore_entry(entry) if entry.explore_s else \
+                execute(entry.config, progress=False)
         except RunRefused as exc:
             print(f"  refused: {entry.label}: {exc}", file=sys.stderr)
             rows.append({"evidence_s": None, "label": entry.label, "run_dir": None,

@@ -4,62 +4,32 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
 
-from harness.run.config import ConfigError, RunConfig, add_run_arguments, config_from_args
+from harness.campaign.explore import backend_capabilities, duration, runner
+from harness.run.config import ConfigError, add_run_arguments, config_from_args
 
-UNITS = {"s": 1, "m": 60, "h": 3600}
 
-
-def duration(text: str) -> float:
-    """`90`, `90s`, `5m`, `1h30m` -> seconds."""
-    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*"
-                         r"(?:(\d+(?:\.\d+)?)s?)?\s*", text or "")
-    if not parts or not any(parts.groups()):
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (say 90s, 5m or 1h)")
-    h, m, s = (float(g or 0) for g in parts.groups())
-    total = h * 3600 + m * 60 + s
-    if not 1 <= total <= 7 * 86400:
-        raise argparse.ArgumentTypeError(f"a duration between 1 s and 7 days, not {text!r}")
-    return total
+def _duration(text: str) -> float:
+    try:
+        return duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
-    parser.add_argument("--budget", type=duration, default=600.0, metavar="DURATION",
+    parser.add_argument("--budget", type=_duration, default=600.0, metavar="DURATION",
                         help="search time: 90s, 5m, 1h (default 10m)")
-    parser.add_argument("--shrink-budget", type=duration, default=600.0, metavar="DURATION",
+    parser.add_argument("--shrink-budget", type=_duration, default=600.0, metavar="DURATION",
                         help="time for shrinking a failing run (default 10m)")
     parser.add_argument("--max-time-limit", type=float, default=20.0, metavar="S",
                         help="longest run drawn (default %(default)s)")
     parser.add_argument("--attempts", type=int, default=2,
                         help="tries before a shrunk run counts as passing (default %(default)s)")
     parser.add_argument("--no-shrink", action="store_true", help="stop at the first violation")
-
-
-def backend_capabilities(config: RunConfig) -> set[str]:
-    from harness.backends import make_backend
-    from harness.run.controller import Controller
-
-    controller = Controller(config, Path(config.store) / "explore-probe", progress=False)
-    return make_backend(config.backend, **controller.backend_options()).capabilities()
-
-
-def runner(config: RunConfig):  # noqa: ANN201 - a Trial
-    from harness.campaign.explore import Trial
-    from harness.run.controller import RunRefused, execute
-
-    t0 = time.monotonic()
-    try:
-        outcome = execute(config, progress=False)
-    except RunRefused as exc:
-        return Trial(config, "refused", None, time.monotonic() - t0, str(exc))
-    valid = "unknown" if outcome.harness_error else outcome.results.get("valid")
-    why = outcome.harness_error or outcome.results.get("reason")
-    return Trial(config, valid, str(outcome.run_dir), time.monotonic() - t0, why)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -55,10 +55,13 @@ def test_default_mix_run_is_valid(store: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind,fault", [("partition", "start-partition"), ("pause", "pause"),
-                                        ("kill", "kill"), ("delay", "start-delay")])
+                                        ("kill", "kill"), ("delay", "start-delay"),
+                                        ("disk", "heal")])
 def test_each_nemesis_kind_is_valid(store: Path, kind: str, fault: str) -> None:
     proc, run_dir = short_run(store, kind, 11, 12)
     assert_valid_run(proc, run_dir, {fault, "heal"})
+    liveness = json.loads((run_dir / "results.json").read_text())["checkers"]["liveness"]
+    assert liveness["valid"] is True and liveness["judged_s"] > 0
 
 
 @pytest.mark.slow

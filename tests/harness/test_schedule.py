@@ -98,3 +98,47 @@ def test_plain_kinds_need_only_their_own_capabilities() -> None:
     assert "one-way" not in catalogue.capabilities(catalogue.parse_spec(
         "partition:isolate-one/isolate-leader/halves/majorities-ring/bridge"))
     assert "delay" in catalogue.capabilities(catalogue.parse_spec("pause:stall-leader"))
+
+
+def test_scales_timing_draws_blips_and_long_faults() -> None:
+    spec = catalogue.parse_spec("partition,pause,kill")
+    faults = plan(spec, 600, 2.0, random.Random(3), "scales", 0.3)
+    lengths = [f.end - f.start for f in faults]
+    assert any(length < 0.3 for length in lengths), "no fault shorter than an election timeout"
+    assert any(length > 4.0 for length in lengths), "no fault of many election timeouts"
+    assert sum(1 for length in lengths if 1.0 <= length <= 3.0) > len(lengths) / 4
+    fixed = plan(spec, 600, 2.0, random.Random(3), "fixed", 0.3)
+    assert all(0.99 <= f.end - f.start <= 3.01 for f in fixed[:-3])
+
+
+def test_a_fault_with_every_target_down_hits_nobody_and_is_not_recorded() -> None:
+    import asyncio
+
+    from nemesis.executor import Nemesis
+    from nemesis.schedule import PlannedFault
+
+    class Backend:
+        def kill(self, node: str) -> None: ...
+        def restart(self, node: str) -> None: ...
+        def pause(self, node: str) -> None: ...
+        def resume(self, node: str) -> None: ...
+        def set_network(self, cut, delays) -> None: ...
+        def set_disk_delay(self, node: str, seconds: float) -> None: ...
+
+    records: list = []
+
+    async def leader() -> None:
+        return None
+
+    async def go() -> tuple:
+        nemesis = Nemesis(Backend(), ["n1", "n2", "n3"], lambda *r: records.append(r), leader)
+        await nemesis.start(PlannedFault(0, 1, "kill", "all", 1))
+        during = await nemesis.start(PlannedFault(0.1, 0.5, "pause", "one", 2))
+        await nemesis.stop("kill", ["n1", "n2", "n3"])
+        after = await nemesis.start(PlannedFault(0.1, 0.5, "pause", "one", 2))
+        return during, after
+
+    during, after = asyncio.run(go())
+    assert during is None
+    assert after is not None and after[1]
+    assert all(r[3] for r in records), "a fault was recorded with no target"

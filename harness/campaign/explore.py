@@ -56,13 +56,15 @@ class Exploration:
     shrunk: list[Trial] = field(default_factory=list)    # each accepted simplification
     smallest: Trial | None = None
     seconds_to_find: float | None = None
+    interrupted: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"runs": [t.to_json() for t in self.runs],
                 "found": self.found.to_json() if self.found else None,
                 "seconds_to_find": self.seconds_to_find,
                 "shrunk": [t.to_json() for t in self.shrunk],
-                "smallest": self.smallest.to_json() if self.smallest else None}
+                "smallest": self.smallest.to_json() if self.smallest else None,
+                "interrupted": self.interrupted}
 
 
 UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -162,9 +164,23 @@ def explore(base: RunConfig, runner: Runner, budget_s: float, seed: int,
             max_time_limit: float = 20.0, shrink_budget_s: float = 600.0, attempts: int = 2,
             shrink: bool = True, report: Callable[[str], None] = lambda line: None,
             clock: Callable[[], float] = time.monotonic) -> Exploration:
-    """Search until the budget is spent or a run fails; then shrink that run."""
+    """Search until the budget is spent or a run fails; then shrink that run. An interruption
+    (KeyboardInterrupt from the runner) ends it with what was found so far in `partial`."""
     rng = random.Random(seed)
     result = Exploration()
+    try:
+        return _explore(result, base, runner, budget_s, rng, shapes, workloads, max_time_limit,
+                        shrink_budget_s, attempts, shrink, report, clock)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        return result
+
+
+def _explore(result: Exploration, base: RunConfig, runner: Runner, budget_s: float,
+             rng: random.Random, shapes: dict[str, tuple[str, ...]],
+             workloads: tuple[str, ...], max_time_limit: float, shrink_budget_s: float,
+             attempts: int, shrink: bool, report: Callable[[str], None],
+             clock: Callable[[], float]) -> Exploration:
     started = clock()
     number = 0
     redraws = 0
@@ -240,6 +256,8 @@ def runner(config: RunConfig) -> Trial:
         outcome = execute(config, progress=False)
     except RunRefused as exc:
         return Trial(config, "refused", None, time.monotonic() - t0, str(exc))
+    if outcome.interrupted:
+        raise KeyboardInterrupt  # Ctrl-C or SIGTERM during a run ends the whole exploration
     valid = "unknown" if outcome.harness_error else outcome.results.get("valid")
     why = outcome.harness_error or outcome.results.get("reason")
     return Trial(config, valid, str(outcome.run_dir), time.monotonic() - t0, why)

@@ -61,7 +61,7 @@ def explore_entry(entry: Any) -> _Explored:
         verdicts = [t.valid for t in result.runs]
         results = {**results, "valid": True if any(v is True for v in verdicts) else "unknown",
                    "reason": f"{len(verdicts)} explored run(s), no violation"}
-    return _Explored(Path(trial.run_dir), results)
+    return _Explored(Path(trial.run_dir), results, result.interrupted)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

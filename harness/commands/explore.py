@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
                "backend": base.backend, "bugs": base.bugs, **result.to_json()}
     (out_dir / "exploration.json").write_text(json.dumps(summary, indent=1, default=str))
     print(f"exploration: {out_dir / 'exploration.json'}")
+    if result.interrupted:
+        print("interrupted", file=sys.stderr)
+        return 130
     if result.found is not None:
         print(f"violation: {result.found.why}")
         print(f"smallest failing run: harness rerun {result.smallest.run_dir}")

@@ -98,6 +98,28 @@ def test_injected_bug_is_caught(docker_client: Any, node_image: str, tmp_path: P
     assert_nothing_left(docker_client, run_dir.name)
 
 
+def test_power_cuts_in_docker_lose_exactly_the_unsynced_writes(docker_client: Any,
+                                                               node_image: str,
+                                                               tmp_path: Path) -> None:
+    """The correct node survives power cuts in containers; one that never syncs does not."""
+    store = tmp_path / "store"
+    proc = docker_run(store, "--nemesis", "disk:power-cut,pause", "--time-limit", "15",
+                      "--seed", "3")
+    run_dir = run_dir_of(store)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    logs = "".join((run_dir / "nodes" / n / "node.log").read_text() for n in ("n1", "n2", "n3"))
+    assert "power cut: unsynced writes dropped" in logs
+    assert_nothing_left(docker_client, run_dir.name)
+    store = tmp_path / "store-unsafe"
+    proc = docker_run(store, "--nemesis", "disk:power-cut", "--time-limit", "15", "--seed", "3",
+                      "--node-arg=--unsafe-no-fsync")
+    run_dir = run_dir_of(store)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    results = read_results(run_dir)
+    assert "harness_error" not in results and results["valid"] is False
+    assert_nothing_left(docker_client, run_dir.name)
+
+
 def test_ctrl_c_leaves_nothing(docker_client: Any, node_image: str, tmp_path: Path) -> None:
     from harness.backends.docker import leftovers
 

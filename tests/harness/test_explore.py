@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.campaign.explore import Trial, allowed_shapes, draw, duration, explore, \
-    simplifications
+from harness.campaign.explore import Trial, allowed_shapes, draw, duration, explore, simplifications
 from harness.run.config import RunConfig
 from harness.systems import make_system
 from nemesis.catalogue import parse_spec

@@ -29,8 +29,17 @@ SYNC_JOURNAL_ENV = "PAXOS_HARNESS_SYNC_JOURNAL"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+# A campaign with several workers gives each its slot: its runs' nodes get their own block of
+# loopback addresses, so two runs never race for one address's free ports.
+SLOT_ENV = "PAXOS_HARNESS_SLOT"
+
+
 def node_host(index: int) -> str:
-    return f"127.0.10.{index + 1}"
+    try:
+        slot = min(max(int(os.environ.get(SLOT_ENV, "0")), 0), 200)
+    except ValueError:
+        slot = 0
+    return f"127.0.{10 + slot}.{index + 1}"
 
 
 SECRET_PREFIX = "paxos-secret-"

@@ -12,18 +12,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from harness.campaign.matrix import CampaignError, judged, load, write_index, write_junit
-from harness.report.analysis import load_history
-from harness.report.evidence import first_evidence_s
-
-
-def _bar(done: int, total: int, started: float) -> str:
-    width = 24
-    filled = width * done // max(1, total)
-    elapsed = time.monotonic() - started
-    eta = elapsed / done * (total - done) if done else 0.0
-    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}  eta {eta:4.0f}s"
-
+from harness.campaign.matrix import CampaignError, load, write_index, write_junit
 
 
 @dataclass
@@ -71,10 +60,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default=None, help="run only entries whose label contains this")
     parser.add_argument("--seeds", default=None, metavar="N,N,...",
                         help="run every entry with these seeds instead of the file's")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="run N entries at once on this machine, each in its own process "
+                        "with its own loopback addresses (default 1)")
+    parser.add_argument("--cluster", default=None, metavar="tcp://HOST:PORT",
+                        help="run every entry as a task on this Dask scheduler's workers "
+                        "(pip install 'paxos-harness[cluster]')")
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.run.controller import RunRefused, execute
 
     try:
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
@@ -107,38 +101,19 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"harness campaign: cannot write {out_dir}: {exc.strerror or exc}", file=sys.stderr)
         return 3
-    rows: list[dict] = []
-    started = time.monotonic()
-    for i, entry in enumerate(entries):
-        print(f"{_bar(i, len(entries), started)}  {entry.label}", file=sys.stderr, flush=True)
-        t0 = time.monotonic()
+    if not 1 <= args.workers <= 256:
+        print(f"harness campaign: --workers must be between 1 and 256, not {args.workers}",
+              file=sys.stderr)
+        return 3
+    from harness.campaign.runner import Progress, run_cluster, run_local
+
+    with Progress(len(entries), args.workers) as progress:
         try:
-            outcome = explore_entry(entry) if entry.explore_s else \
-                execute(entry.config, progress=False)
-        except RunRefused as exc:
-            print(f"  refused: {entry.label}: {exc}", file=sys.stderr)
-            rows.append({"evidence_s": None, "label": entry.label, "run_dir": None,
-                         "expect": entry.expect + (f" ({entry.checker})" if entry.checker
-                                                   else ""),
-                         "valid": "refused", "held": False, "why": f"refused: {exc}",
-                         "seconds": time.monotonic() - t0, "rerun": None})
-            continue
-        held, why = judged(entry, outcome.results)
-        evidence = None
-        if outcome.results.get("valid") is False:
-            evidence = first_evidence_s(outcome.results, load_history(outcome.run_dir))
-        rows.append({"evidence_s": evidence, "label": entry.label, "run_dir": str(outcome.run_dir),
-                     "expect": entry.expect + (f" ({entry.checker})" if entry.checker else ""),
-                     "valid": outcome.results.get("valid"), "held": held, "why": why,
-                     "seconds": time.monotonic() - t0,
-                     "rerun": f"harness rerun {outcome.run_dir}"})
-        if outcome.interrupted:
-            rows[-1]["interrupted"] = True
-            break
-        if not held:
-            print(f"  expectation failed: {entry.label}: {why}\n  rerun: harness rerun "
-                  f"{outcome.run_dir}", file=sys.stderr)
-    print(f"{_bar(len(rows), len(entries), started)}", file=sys.stderr)
+            rows = run_cluster(entries, args.cluster, progress) if args.cluster else \
+                run_local(entries, args.workers, progress)
+        except (RuntimeError, OSError) as exc:
+            print(f"harness campaign: {exc}", file=sys.stderr)
+            return 3
     (out_dir / "summary.json").write_text(json.dumps({"campaign": name, "runs": rows}, indent=1,
                                                      default=str))
     write_junit(out_dir / "junit.xml", name, rows)
@@ -149,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                    headers=["run", "expect", "verdict", "expectation", "evidence at s", "s"]))
     held = sum(r["held"] for r in rows)
     print(f"\n{held}/{len(entries)} expectations held; summary: {out_dir}")
-    if rows and rows[-1].get("interrupted"):
+    if any(r.get("interrupted") for r in rows):
         return 130
     if held == len(entries) and len(rows) == len(entries):
         return 0

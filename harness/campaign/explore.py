@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -163,26 +163,22 @@ def explore(base: RunConfig, runner: Runner, budget_s: float, seed: int,
             shapes: dict[str, tuple[str, ...]], workloads: tuple[str, ...],
             max_time_limit: float = 20.0, shrink_budget_s: float = 600.0, attempts: int = 2,
             shrink: bool = True, report: Callable[[str], None] = lambda line: None,
-            clock: Callable[[], float] = time.monotonic) -> Exploration:
+            clock: Callable[[], float] = time.monotonic, workers: int = 1) -> Exploration:
     """Search until the budget is spent or a run fails; then shrink that run. An interruption
     (KeyboardInterrupt from the runner) ends it with what was found so far in `partial`."""
     rng = random.Random(seed)
     result = Exploration()
     try:
         return _explore(result, base, runner, budget_s, rng, shapes, workloads, max_time_limit,
-                        shrink_budget_s, attempts, shrink, report, clock)
+                        shrink_budget_s, attempts, shrink, report, clock, workers)
     except KeyboardInterrupt:
         result.interrupted = True
         return result
 
 
-def _explore(result: Exploration, base: RunConfig, runner: Runner, budget_s: float,
-             rng: random.Random, shapes: dict[str, tuple[str, ...]],
-             workloads: tuple[str, ...], max_time_limit: float, shrink_budget_s: float,
-             attempts: int, shrink: bool, report: Callable[[str], None],
-             clock: Callable[[], float]) -> Exploration:
-    started = clock()
-    number = 0
+def _drawn(base: RunConfig, rng: random.Random, shapes: dict[str, tuple[str, ...]],
+           workloads: tuple[str, ...], max_time_limit: float) -> Iterator[RunConfig]:
+    """The exploration's runs, in order: the same sequence whatever the number of workers."""
     redraws = 0
     while True:
         config = draw(base, rng, shapes, workloads, max_time_limit)
@@ -195,22 +191,80 @@ def _explore(result: Exploration, base: RunConfig, runner: Runner, budget_s: flo
                 raise ValueError(f"no drawn run is valid for this base configuration: {exc}") \
                     from None
             continue
-        # A run costs about its time limit plus start-up: do not start one the budget
-        # cannot hold (the first always runs).
-        if number and clock() - started + config.time_limit + 5 > budget_s:
-            report(f"budget of {budget_s:g} s spent after {number} run(s): no violation found")
-            break
-        number += 1
-        trial = runner(config)
+        yield config
+
+
+def _search_pool(configs: Iterator[RunConfig], runner: Runner, workers: int,
+                 affordable: Callable[[RunConfig, int], bool],
+                 record: Callable[[int, Trial], None], found: Callable[[], Any]) -> None:
+    """The search on `workers` local processes (each with its own loopback block), keeping
+    them all busy until the budget or the first violation; the runs in flight then finish."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from harness.campaign.runner import take_slot
+
+    context = multiprocessing.get_context("spawn")
+    slots = context.Queue()
+    for slot in range(1, workers + 1):
+        slots.put(slot)
+    number = 0
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=take_slot,
+                             initargs=(slots,)) as pool:
+        running: dict[Any, int] = {}
+        exhausted = False
+        while True:
+            while not exhausted and found() is None and len(running) < workers:
+                config = next(configs)
+                if not affordable(config, number):
+                    exhausted = True
+                    break
+                number += 1
+                running[pool.submit(runner, config)] = number
+            if not running:
+                return
+            done, _ = wait(set(running), return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=lambda f: running[f]):
+                record(running.pop(future), future.result())
+
+
+def _explore(result: Exploration, base: RunConfig, runner: Runner, budget_s: float,
+             rng: random.Random, shapes: dict[str, tuple[str, ...]],
+             workloads: tuple[str, ...], max_time_limit: float, shrink_budget_s: float,
+             attempts: int, shrink: bool, report: Callable[[str], None],
+             clock: Callable[[], float], workers: int = 1) -> Exploration:
+    started = clock()
+    configs = _drawn(base, rng, shapes, workloads, max_time_limit)
+
+    def affordable(config: RunConfig, number: int) -> bool:
+        # A run costs about its time limit plus start-up: do not start one the budget cannot
+        # hold (the first always runs).
+        return not number or clock() - started + config.time_limit + 5 <= budget_s
+
+    def record(number: int, trial: Trial) -> None:
         result.runs.append(trial)
-        report(f"run {number}: {describe(config)} -> {trial.valid} ({trial.seconds:.0f} s)"
-               + (f"  {trial.run_dir}" if trial.run_dir else ""))
-        if trial.valid is False:
+        report(f"run {number}: {describe(trial.config)} -> {trial.valid} "
+               f"({trial.seconds:.0f} s)" + (f"  {trial.run_dir}" if trial.run_dir else ""))
+        if trial.valid is False and result.found is None:
             result.found = trial
             result.seconds_to_find = round(clock() - started, 1)
             report(f"violation after {result.seconds_to_find:g} s: {trial.why}")
             report(f"rerun: harness rerun {trial.run_dir}")
-            break
+
+    if workers <= 1:
+        number = 0
+        for config in configs:
+            if not affordable(config, number):
+                break
+            number += 1
+            record(number, runner(config))
+            if result.found is not None:
+                break
+    else:
+        _search_pool(configs, runner, workers, affordable, record, lambda: result.found)
+    if result.found is None:
+        report(f"budget of {budget_s:g} s spent after {len(result.runs)} run(s): no violation "
+               "found")
     if result.found is None:
         return result
     result.smallest = result.found

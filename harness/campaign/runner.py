@@ -78,7 +78,8 @@ def run_entry(entry: Entry) -> dict[str, Any]:
                   interrupted=outcome.interrupted)
 
 
-def _take_slot(slots: Any) -> None:
+def take_slot(slots: Any) -> None:
+    """A pool worker's initializer: its slot, for the rest of its life."""
     from harness.backends.local import SLOT_ENV
 
     os.environ[SLOT_ENV] = str(slots.get())
@@ -154,7 +155,7 @@ def run_local(entries: list[Entry], workers: int, progress: Progress) -> list[di
     for slot in range(1, workers + 1):
         slots.put(slot)
     results: dict[int, dict[str, Any]] = {}
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_take_slot,
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=take_slot,
                              initargs=(slots,)) as pool:
         futures: dict[Future, int] = {}
         for i, entry in enumerate(entries):

@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attempts", type=int, default=2,
                         help="tries before a shrunk run counts as passing (default %(default)s)")
     parser.add_argument("--no-shrink", action="store_true", help="stop at the first violation")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="runs at once on this machine, each in its own process with its "
+                        "own loopback addresses (default 1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,9 +41,9 @@ def run(args: argparse.Namespace) -> int:
     from harness.systems import make_system
 
     base = config_from_args(args)
-    if args.attempts < 1 or args.max_time_limit < 6:
-        print("harness explore: --attempts must be at least 1 and --max-time-limit at least 6",
-              file=sys.stderr)
+    if args.attempts < 1 or args.max_time_limit < 6 or not 1 <= args.workers <= 256:
+        print("harness explore: --attempts must be at least 1, --max-time-limit at least 6 and "
+              "--workers between 1 and 256", file=sys.stderr)
         return 3
     try:
         base.validate()
@@ -70,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         result = explore(base, runner, args.budget, base.seed, shapes, workloads,
                          args.max_time_limit, args.shrink_budget, args.attempts,
                          not args.no_shrink, report=lambda line: print(line, file=sys.stderr,
-                                                                       flush=True))
+                                                                       flush=True),
+                         workers=args.workers)
     except ValueError as exc:
         print(f"harness explore: {exc}", file=sys.stderr)
         return 3

@@ -69,6 +69,7 @@ ZERO: Ballot = (0, "")
 NOOP: dict[str, Any] = {"op": "noop"}
 NEVER = -(10 ** 12)
 RETAINED_SLOTS = 10_000
+DURABLE_RETAINED_SLOTS = 1_000   # of those, kept in the log file across a restart
 
 FOLLOWER = "follower"
 PRECANDIDATE = "precandidate"
@@ -159,9 +160,10 @@ class Replica:
         self.accepted: dict[int, tuple[Ballot, Any]] = {}
         # learner state: chosen values above the snapshot (not necessarily contiguous)
         self.chosen: dict[int, Any] = {}
-        # The latest compacted chosen values, kept in memory only for the `log` admin request:
+        # The latest compacted chosen values, kept only for the `log` admin request:
         # an observer polling the log sees every slot even though the node compacts (at most
-        # RETAINED_SLOTS or one snapshot interval of entries; lost on restart).
+        # RETAINED_SLOTS or one snapshot interval of entries; the newest
+        # DURABLE_RETAINED_SLOTS of them also in the log file, so they survive a restart).
         self.retained: dict[int, Any] = {}
         self.chosen_upto = -1
         self.applied = -1
@@ -266,10 +268,13 @@ class Replica:
                         if s > r.snap_index:
                             r.chosen[s] = v
                             n_chosen += 1
+                        else:
+                            r.retained[s] = v
                 else:
                     raise ValueError(f"unknown record type {t!r}")
         except (KeyError, TypeError, ValueError, messages.BadMessage) as exc:
             raise ValueError(f"unreadable log record: {exc}") from None
+        r.retained = dict(sorted(r.retained.items()))
         r.max_round = r.promised[0]
         r.ballot = r.promised if r.promised[1] == r.id else ZERO
         while r.chosen_upto + 1 in r.chosen:
@@ -561,7 +566,12 @@ class Replica:
         if not self.volatile:
             recs.append({"t": "prom", "b": self.promised})
             recs.append({"t": "acc", "e": [[s, b, v] for s, (b, v) in self.accepted.items()]})
-        recs.append({"t": "chosen", "e": [[s, v] for s, v in self.chosen.items()]})
+        # The newest compacted values go along (restore puts them back in `retained`), so an
+        # observer of the log loses none to a crash right after a compaction.
+        keep = max(self.cfg.snapshot_every, DURABLE_RETAINED_SLOTS)
+        tail = list(self.retained.items())[-keep:]
+        recs.append({"t": "chosen", "e": [[s, v] for s, v in tail]
+                     + [[s, v] for s, v in self.chosen.items()]})
         return recs
 
     def _step_down(self, reason: str) -> None:

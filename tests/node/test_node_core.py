@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from node.core import LEADER, NOOP, Config, Replica
+from node.core import DURABLE_RETAINED_SLOTS, LEADER, NOOP, Config, Replica
 from tests.node.paxos_sim import Sim
 
 
@@ -305,11 +305,17 @@ def test_lagging_replica_gets_the_snapshot() -> None:
     settle(sim)
     assert any(n == lag and e.startswith("installed snapshot") for n, e in sim.events)
     assert sim.nodes[lag].snap_index >= sim.nodes[ld].snap_index - 10
-    # the log on disk was truncated to what follows the snapshot
+    # the log on disk was truncated to what follows the snapshot, but for the newest compacted
+    # chosen values, which it keeps (bounded) for observers of the log
     snap = sim.disks[ld].snapshot
     assert snap is not None and snap[0] == sim.nodes[ld].snap_index
-    slots = [e[0] for rec in sim.disks[ld].records if rec["t"] != "prom" for e in rec["e"]]
-    assert slots and min(slots) > snap[0]
+    accepted = [e[0] for rec in sim.disks[ld].records if rec["t"] == "acc" for e in rec["e"]]
+    assert all(s > snap[0] for s in accepted)
+    chosen = [e[0] for rec in sim.disks[ld].records if rec["t"] == "chosen" for e in rec["e"]]
+    below = [s for s in chosen if s <= snap[0]]
+    assert below and len(below) <= DURABLE_RETAINED_SLOTS
+    log = sim.nodes[ld].log(0, 10_000)
+    assert log["first"] <= min(below) and log["entries"][0]["slot"] == log["first"]
 
 
 def test_restart_from_snapshot_and_log() -> None:
@@ -419,3 +425,20 @@ def test_reply_before_fsync_bug_sends_promises_early() -> None:
     r.step({"type": "prepare", "from": "n1", "to": "n2", "ballot": [3, "n1"], "first": 0})
     rd = r.ready()
     assert [m["type"] for m in rd.early_messages] == ["promise"] and not rd.messages
+
+
+def test_compacted_chosen_values_survive_a_restart_for_the_log_request() -> None:
+    sim = Sim(3, seed=12, snapshot_every=7)
+    elect(sim)
+    sim.add_clients(2)
+    sim.run(100)
+    node = sim.ids[0]
+    before = sim.nodes[node].log(0, 10_000)
+    assert before["first"] < sim.nodes[node].snap_index  # compacted, yet still shown
+    shown = {e["slot"]: e["value"] for e in before["entries"]}
+    sim.restart(node)
+    after = sim.nodes[node].log(0, 10_000)
+    assert after["first"] <= sim.nodes[node].snap_index
+    again = {e["slot"]: e["value"] for e in after["entries"]}
+    assert all(shown[s] == v for s, v in again.items() if s in shown)
+    assert set(shown) - set(again) == set(), "a compacted value shown before was lost"

@@ -48,4 +48,12 @@ def first_evidence_s(results: dict[str, Any], history: list[dict]) -> float | No
         if isinstance(heal, (int, float)):
             found.append(int((heal + (bound or 0)) * 1e9))
 
+    liveness = checkers.get("liveness", {})
+    if liveness.get("valid") is False:
+        # a stall is evidence once it has lasted the bound
+        for stall in liveness.get("stalls") or []:
+            start, bound = stall.get("start_s"), liveness.get("bound_s")
+            if isinstance(start, (int, float)):
+                found.append(int((start + (bound or 0)) * 1e9))
+
     return round(min(found) / 1e9, 3) if found else None

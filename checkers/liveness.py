@@ -82,9 +82,10 @@ class _State:
         return None
 
 
-def healthy_windows(history: list[dict], nodes: list[str],
-                    end: int) -> list[tuple[int, int, list[str]]]:
-    """[(start ns, end ns, the majority)] where a majority could serve, up to `end`."""
+def healthy_windows(history: list[dict], nodes: list[str], end: int,
+                    begin: int = 0) -> list[tuple[int, int, list[str]]]:
+    """[(start ns, end ns, the majority)] where a majority could serve, from `begin` (the
+    first client operation: before it the cluster was still starting) up to `end`."""
     events: list[tuple[int, int, str, Any, list[str]]] = []
     for pos, op in enumerate(history):
         if op.get("process") != NEMESIS:
@@ -112,7 +113,8 @@ def healthy_windows(history: list[dict], nodes: list[str],
         if f:
             state.apply(f, value, targets)
             group = state.serving_majority(nodes)
-    return [w for w in windows if w[1] > w[0]]
+    clipped = [(max(a, begin), b, g) for a, b, g in windows]
+    return [w for w in clipped if w[1] > w[0]]
 
 
 def check(history: list[dict], nodes: list[str], bound_s: float,
@@ -130,7 +132,7 @@ def check(history: list[dict], nodes: list[str], bound_s: float,
     last = max((o.end or o.start) for o in ops)
     end = last if end is None else min(end, last)
     bound = int(bound_s * 1e9)
-    windows = healthy_windows(history, nodes, end)
+    windows = healthy_windows(history, nodes, end, min(o.start for o in ops))
     stalls: list[dict[str, Any]] = []
     judged_ns = 0
     for kind, fs in (("update", UPDATES), ("read", ("read",))):

@@ -117,3 +117,13 @@ def test_nothing_ok_or_nothing_long_enough_is_unknown() -> None:
 def test_bound_grows_with_timeouts() -> None:
     assert liveness.bound(2.0, 300) == 4.2
     assert liveness.bound(0.5, 100) < liveness.bound(2.0, 300)
+
+
+def test_the_time_before_the_first_operation_is_not_judged() -> None:
+    # The cluster took 5 s to start (the history's clock runs from the controller's start).
+    h = History()
+    h.steady(5, 20)
+    h.steady(5, 20, "read")
+    result = liveness.check(h.sorted(), NODES, bound_s=2.0)
+    assert result["valid"] is True, result["reason"]
+    assert result["healthy_windows"][0]["start_s"] == 5.0

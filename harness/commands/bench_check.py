@@ -63,18 +63,45 @@ def _files(targets: list[Path]) -> list[tuple[Path, Path]]:
     return out
 
 
+class BadExpectations(ValueError):
+    pass
+
+
+def _root_of(target: Path) -> Path:
+    """The corpus root for a target: the nearest folder at or above it with an EXPECTED.csv
+    (a sub-folder of a corpus is still compared), else the target itself."""
+    start = target if target.is_dir() else target.parent
+    for folder in [start, *start.parents][:4]:
+        if (folder / "EXPECTED.csv").is_file():
+            return folder
+    return start
+
+
 def _expected(root: Path) -> dict[str, bool]:
     f = root / "EXPECTED.csv"
     if not f.is_file():
         return {}
-    with f.open(newline="") as fh:
-        # A verdict Porcupine does not assert (an empty file) is no expectation: ours is
-        # `unknown` there, since nothing passes on nothing.
-        return {
-            row["file"]: row["expected_linearizable"].strip().lower() == "true"
-            for row in csv.DictReader(fh)
-            if not (row.get("asserted_by") or "").startswith("NOT asserted")
-        }
+    try:
+        with f.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"file", "expected_linearizable"} - set(reader.fieldnames or ())
+            if missing:
+                raise BadExpectations(f"{f}: no {' or '.join(sorted(missing))} column (it has "
+                                      f"{', '.join(reader.fieldnames or ()) or 'none'})")
+            out = {}
+            for line, row in enumerate(reader, 2):
+                # A verdict Porcupine does not assert (an empty file) is no expectation: ours
+                # is `unknown` there, since nothing passes on nothing.
+                if (row.get("asserted_by") or "").startswith("NOT asserted"):
+                    continue
+                value = (row.get("expected_linearizable") or "").strip().lower()
+                if value not in ("true", "false"):
+                    raise BadExpectations(f"{f} line {line}: expected_linearizable must be true "
+                                          f"or false, not {value!r}")
+                out[row["file"]] = value == "true"
+            return out
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise BadExpectations(f"{f}: cannot read: {exc}") from None
 
 
 def _check(hist: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -103,16 +130,22 @@ def run(args: argparse.Namespace) -> int:
         if not t.exists():
             print(f"harness bench-check: {t}: no such file or directory", file=sys.stderr)
             return 3
-    files = _files(targets)
+    files = [(path, _root_of(root)) for path, root in _files(targets)]
     if not files:
         print("harness bench-check: no history files found", file=sys.stderr)
         return 3
     expected: dict[Path, dict[str, bool]] = {}
     groups: dict[str, list[dict[str, Any]]] = {}
-    mismatches = 0
+    mismatches = compared = 0
+    # The checker's modules load on first use: pay that before the first file is timed.
+    linearizability.check([], models.get("cas-register", None), time_limit=1.0, explain=False)
     for path, root in files:
         if root not in expected:
-            expected[root] = _expected(root)
+            try:
+                expected[root] = _expected(root)
+            except BadExpectations as exc:
+                print(f"harness bench-check: {exc}", file=sys.stderr)
+                return 3
         rel = path.relative_to(root).as_posix()
         try:
             t0 = time.perf_counter()
@@ -139,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         exp = expected[root].get(rel)
         if exp is not None:
             row["expected"] = exp
+            compared += 1
             if result["valid"] is not exp:
                 mismatches += 1
         if args.per_file_memory:
@@ -161,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
             )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     summary: dict[str, Any] = {"groups": {}, "peak_rss_mb": round(peak_mb, 1),
-                               "mismatches": mismatches}
+                               "mismatches": mismatches, "compared": compared}
     for g, rows in groups.items():
         slow = max(rows, key=lambda r: r["check_seconds"])
         info = {
@@ -187,6 +221,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{info['slowest_seconds']:.3f} s{extra}"
             )
         print(f"peak memory (max RSS of this process): {summary['peak_rss_mb']} MB")
-        if mismatches:
-            print(f"{mismatches} verdict(s) differ from EXPECTED.csv")
+        if compared:
+            print(f"{compared} verdict(s) compared with EXPECTED.csv, {mismatches} differ")
+        else:
+            print("no verdict compared: no EXPECTED.csv names these files")
     return 1 if mismatches else 0

@@ -118,3 +118,20 @@ def test_bench_check(corpus, capsys):
     assert main(["bench-check", str(corpus / "kv")]) == 0
     out = capsys.readouterr().out
     assert "c50-ok.txt" in out and "kv: 6 files" in out and "peak memory" in out
+
+
+def test_bench_check_refuses_an_expected_csv_without_its_columns(tmp_path, corpus, capsys):
+    import shutil
+
+    (tmp_path / "EXPECTED.csv").write_text("file,verdict\nc01-ok.txt,true\n")
+    shutil.copy(next((corpus / "kv").iterdir()), tmp_path / "c01-ok.txt")
+    assert main(["bench-check", str(tmp_path)]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no expected_linearizable column" in err[0]
+
+
+def test_bench_check_compares_a_sub_folder_against_the_corpus_expectations(corpus, capsys):
+    assert main(["bench-check", "--quiet", str(corpus / "kv")]) == 0
+    out = capsys.readouterr().out
+    assert "verdict(s) compared with EXPECTED.csv, 0 differ" in out
+    assert "no verdict compared" not in out

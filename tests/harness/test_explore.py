@@ -106,7 +106,8 @@ def test_explore_finds_a_catalogue_bug_from_cold_and_shrinks_it(tmp_path: Path) 
     assert smallest["time_limit"] <= found["time_limit"]
     assert smallest["concurrency"] <= found["concurrency"]
     assert len(smallest["nemesis"]) <= len(found["nemesis"])
-    assert not node_processes()
+    for run in summary["runs"] + summary["shrunk"]:
+        assert not node_processes(Path(run["run_dir"]).name)
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ Everything is validated before the first run starts.
 from __future__ import annotations
 
 import itertools
+import time
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -203,7 +204,8 @@ def load(path: Path, seeds: list[int] | None = None) -> tuple[str, list[Entry]]:
                 continue
             entries.append(Entry(config, expect, checker,
                                  f"{'explore-' if explore_s else ''}"
-                                 f"{label or config.test_name()}-s{seed}", explore_s))
+                                 f"{label or default_label(config, nemesis)}-s{seed}",
+                                 explore_s))
     done()
     return name, entries
 
@@ -213,44 +215,78 @@ def judged(entry: Entry, results: dict[str, Any]) -> tuple[bool, str]:
     valid = results.get("valid")
     if results.get("harness_error"):
         return False, f"harness error: {results['harness_error']}"
+    words = {True: "valid", False: "invalid"}
     if entry.expect == "valid":
-        return valid is True, f"verdict {valid}"
+        return valid is True, f"verdict {words.get(valid, valid)}"
     flagged = results.get("checkers", {}).get(entry.checker or "", {}).get("valid")
     if valid is False and flagged is False:
         return True, f"{entry.checker} flagged it"
-    return False, f"expected {entry.checker} to flag it; verdict {valid}, {entry.checker} {flagged}"
+    return False, (f"expected {entry.checker} to flag it; verdict {words.get(valid, valid)}, "
+                   f"{entry.checker} {words.get(flagged, flagged)}")
 
 
-def write_junit(path: Path, name: str, rows: list[dict]) -> None:
-    failures = sum(1 for r in rows if not r["held"])
+def default_label(config: RunConfig, nemesis: str) -> str:
+    """An entry's label: its system, workload, nemesis as written (shapes included, so that
+    `--only deposed` finds `partition:deposed-bridge`), nodes and bugs."""
+    system = "" if config.system == "paxos" else f"{config.system}-"
+    bugs = "-" + "+".join(config.bugs) if config.bugs else ""
+    return f"{system}{config.workload}-{nemesis or 'default'}-n{config.nodes}{bugs}"
+
+
+def _is_error(row: dict) -> bool:
+    """Not a verdict about the system: a refused run, a harness error, a lost run."""
+    return row["valid"] in ("refused",) or str(row["why"]).startswith(("harness error",
+                                                                        "refused", "lost"))
+
+
+def write_junit(path: Path, name: str, rows: list[dict], started: float | None = None,
+                properties: dict[str, Any] | None = None) -> None:
+    """JUnit XML as CI servers read it: a failed expectation is a <failure>, a run the
+    harness could not judge an <error>; each case's <system-out> names its report."""
+    import datetime
+    import socket
+
+    errors = sum(1 for r in rows if not r["held"] and _is_error(r))
+    failures = sum(1 for r in rows if not r["held"]) - errors
+    stamp = datetime.datetime.fromtimestamp(started or time.time()).isoformat(timespec="seconds")
     cases = []
     for r in rows:
-        body = "" if r["held"] else f"<failure message={quoteattr(r['why'])}>" \
-            f"{escape('rerun: ' + r['rerun'] if r['rerun'] else r['why'])}</failure>"
+        body = ""
+        if not r["held"]:
+            tag, kind = ("error", "harness") if _is_error(r) else ("failure", "expectation")
+            body = (f"<{tag} type={quoteattr(kind)} message={quoteattr(r['why'])}>"
+                    f"{escape(r['why'])}</{tag}>")
+        out = "\n".join(filter(None, [
+            f"report: {Path(r['run_dir']) / 'report.html'}" if r.get("run_dir") else None,
+            r.get("rerun") and f"rerun: {r['rerun']}",
+            f"verdict: {r['valid']}"]))
         cases.append(f"  <testcase classname={quoteattr(name)} name={quoteattr(r['label'])} "
-                     f"time=\"{r['seconds']:.1f}\">{body}</testcase>")
-    path.write_text(f"<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<testsuite name={quoteattr(name)}"
-                    f" tests=\"{len(rows)}\" failures=\"{failures}\">\n" + "\n".join(cases)
-                    + "\n</testsuite>\n")
+                     f"time=\"{r['seconds']:.1f}\">{body}<system-out>{escape(out)}"
+                     "</system-out></testcase>")
+    props = "".join(f"<property name={quoteattr(k)} value={quoteattr(str(v))}/>"
+                    for k, v in (properties or {}).items())
+    total = sum(r["seconds"] for r in rows)
+    path.write_text(
+        f"<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<testsuite name={quoteattr(name)} "
+        f"tests=\"{len(rows)}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"0\" "
+        f"time=\"{total:.1f}\" timestamp={quoteattr(stamp)} "
+        f"hostname={quoteattr(socket.gethostname())}>\n  <properties>{props}</properties>\n"
+        + "\n".join(cases) + "\n</testsuite>\n")
 
 
-def write_index(path: Path, name: str, rows: list[dict]) -> None:
-    import html
+def write_index(path: Path, name: str, rows: list[dict],
+                properties: dict[str, Any] | None = None) -> None:
+    """The campaign's page: a summary, then every run with its report one click away."""
     import os
 
-    items = []
+    from harness.report.pages import render
+
     for r in rows:
-        colour = "#c8f7c5" if r["held"] else "#f7c5c5"
-        label = html.escape(r["label"])
-        if r["run_dir"]:
-            href = os.path.relpath(Path(r["run_dir"]) / "report.html", path.parent)
-            label = f"<a href='{html.escape(href)}'>{label}</a>"
-        items.append(f"<tr style='background:{colour}'><td>{label}</td>"
-                     f"<td>{html.escape(r['expect'])}</td>"
-                     f"<td>{html.escape(str(r['valid']))}</td>"
-                     f"<td>{'held' if r['held'] else 'FAILED'}</td>"
-                     f"<td>{html.escape(r['why'])}</td></tr>")
-    path.write_text(f"<!doctype html><meta charset='utf-8'><title>{html.escape(name)}</title>"
-                    f"<h1>Campaign {html.escape(name)}</h1><table border=1 cellpadding=4>"
-                    "<tr><th>run</th><th>expect</th><th>verdict</th><th>expectation</th>"
-                    "<th>why</th></tr>" + "".join(items) + "</table>")
+        r["href"] = (os.path.relpath(Path(r["run_dir"]) / "report.html", path.parent)
+                     if r.get("run_dir") else None)
+    held = sum(1 for r in rows if r["held"])
+    path.write_text(render("campaign_index.html.j2", campaign=name, rows=rows, held=held,
+                           failed=len(rows) - held, seconds=sum(r["seconds"] for r in rows),
+                           properties=properties or {}))
+    for r in rows:
+        r.pop("href", None)

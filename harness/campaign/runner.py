@@ -42,11 +42,13 @@ def row_of(entry: Entry, results: dict | None, run_dir: str | None, seconds: flo
     from harness.report.evidence import first_evidence_s
 
     expect = entry.expect + (f" ({entry.checker})" if entry.checker else "")
+    about = {"seed": entry.config.seed, "nemesis": entry.config.nemesis,
+             "bugs": entry.config.bugs, "backend": entry.config.backend}
     if refused is not None:
         return {"evidence_s": None, "label": entry.label, "run_dir": run_dir, "expect": expect,
                 "valid": "refused" if refused != LOST else "unknown", "held": False,
                 "why": refused if refused == LOST else f"refused: {refused}",
-                "seconds": seconds, "rerun": None}
+                "seconds": seconds, "rerun": None, **about}
     assert results is not None
     held, why = judged(entry, results)
     evidence = None
@@ -54,7 +56,7 @@ def row_of(entry: Entry, results: dict | None, run_dir: str | None, seconds: flo
         evidence = first_evidence_s(results, load_history(Path(run_dir)))
     row = {"evidence_s": evidence, "label": entry.label, "run_dir": run_dir, "expect": expect,
            "valid": results.get("valid"), "held": held, "why": why, "seconds": seconds,
-           "rerun": f"harness rerun {run_dir}" if run_dir else None}
+           "rerun": f"harness rerun {run_dir}" if run_dir else None, **about}
     if interrupted:
         row["interrupted"] = True
     return row

@@ -107,6 +107,12 @@ def run(args: argparse.Namespace) -> int:
         return 3
     from harness.campaign.runner import Progress, run_cluster, run_local
 
+    started = time.time()
+    properties = {"file": str(Path(args.file).resolve()), "store": str(store),
+                  "workers": args.workers, "cluster": args.cluster or "-",
+                  "seeds": ",".join(sorted({str(e.config.seed) for e in entries},
+                                           key=lambda x: int(x) if x.isdigit() else 0))}
+
     with Progress(len(entries), args.workers) as progress:
         try:
             rows = run_cluster(entries, args.cluster, progress) if args.cluster else \
@@ -116,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
             return 3
     (out_dir / "summary.json").write_text(json.dumps({"campaign": name, "runs": rows}, indent=1,
                                                      default=str))
-    write_junit(out_dir / "junit.xml", name, rows)
-    write_index(out_dir / "index.html", name, rows)
+    write_junit(out_dir / "junit.xml", name, rows, started, properties)
+    write_index(out_dir / "index.html", name, rows, properties)
     print(tabulate([[r["label"], r["expect"], r["valid"], "held" if r["held"] else "FAILED",
                      "-" if r["evidence_s"] is None else f"{r['evidence_s']:.1f}",
                      f"{r['seconds']:.0f}"] for r in rows],

@@ -1,0 +1,53 @@
+"""Campaign output: labels that keep the shapes, JUnit as CI servers read it, the index page."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from harness.campaign.matrix import load, write_index, write_junit
+
+ROWS = [
+    {"label": "register-partition:deposed-bridge-n3-s4", "run_dir": "/s/r1", "expect": "valid",
+     "valid": True, "held": True, "why": "verdict valid", "seconds": 12.0, "rerun":
+     "harness rerun /s/r1", "evidence_s": None, "seed": 4, "nemesis": "partition:deposed-bridge"},
+    {"label": "b-s1", "run_dir": "/s/r2", "expect": "invalid (linearizability)", "valid": True,
+     "held": False, "why": "expected linearizability to flag it; verdict valid", "seconds": 9.0,
+     "rerun": "harness rerun /s/r2", "evidence_s": None, "seed": 1, "nemesis": "kill"},
+    {"label": "c-s1", "run_dir": None, "expect": "valid", "valid": "refused", "held": False,
+     "why": "refused: backend docker cannot do delay", "seconds": 0.1, "rerun": None,
+     "evidence_s": None, "seed": 1, "nemesis": "delay"},
+]
+
+
+def test_labels_keep_the_nemesis_shapes(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text('[[matrix]]\nnemeses = ["partition:deposed-bridge", "kill"]\nseeds = [4]\n')
+    _, entries = load(f)
+    assert [e.label for e in entries] == ["register-partition:deposed-bridge-n3-s4",
+                                          "register-kill-n3-s4"]
+
+
+def test_junit_has_what_ci_servers_read(tmp_path: Path) -> None:
+    path = tmp_path / "junit.xml"
+    write_junit(path, "smoke", ROWS, 1_700_000_000.0, {"seeds": "1,4"})
+    suite = ET.parse(path).getroot()
+    assert suite.tag == "testsuite"
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "1", "1")
+    assert suite.get("timestamp", "").startswith("2023-11-1") and suite.get("hostname")
+    assert float(suite.get("time")) == 21.1
+    assert suite.find("properties/property").get("name") == "seeds"
+    cases = suite.findall("testcase")
+    assert cases[0].find("failure") is None and "report: /s/r1/report.html" in \
+        cases[0].find("system-out").text
+    assert cases[1].find("failure").get("type") == "expectation"
+    assert cases[2].find("error").get("type") == "harness"
+
+
+def test_index_page_says_pass_and_fail_and_summarises(tmp_path: Path) -> None:
+    path = tmp_path / "index.html"
+    write_index(path, "smoke", [dict(r) for r in ROWS], {"seeds": "1,4"})
+    text = path.read_text()
+    assert "1/3 expectations held" in text and "2 failed" in text
+    assert ">PASS<" in text and "True</td>" not in text and ">False<" not in text
+    assert "partition:deposed-bridge" in text and "s/r1/report.html\">" in text

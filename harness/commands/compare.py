@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 
 from checkers.history import HistoryError
-from harness.report.compare import RunNotFound, html_page, load_run, resolve_run, terminal
+from harness.report.compare import (
+    RunNotFound,
+    differences,
+    html_page,
+    load_run,
+    resolve_run,
+    terminal,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +31,9 @@ def run(args: argparse.Namespace) -> int:
     except (RunNotFound, HistoryError) as exc:
         print(f"harness compare: {exc}", file=sys.stderr)
         return 3
+    differ = differences(a, b)
+    if differ:
+        print(f"note: the runs differ in more than their timing: {'; '.join(differ)}")
     print(terminal(a, b))
     if args.html:
         out = Path(args.html)

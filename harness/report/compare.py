@@ -35,6 +35,19 @@ def resolve_run(path: str | Path) -> Path:
     raise RunNotFound(f"{path}: not a run directory (no config.json or history.jsonl)")
 
 
+COMPARED_SETTINGS = ("system", "backend", "workload", "nemesis", "nodes", "seed", "bugs",
+                     "concurrency", "rate", "time_limit", "nemesis_timing")
+
+
+def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The settings in which two runs differ ("seed 1 / 2"): a comparison across them is a
+    comparison of more than the fast path."""
+    ca = ((a.get("results") or {}).get("run") or {}) | (a.get("config") or {})
+    cb = ((b.get("results") or {}).get("run") or {}) | (b.get("config") or {})
+    return [f"{key} {ca.get(key, '-')} / {cb.get(key, '-')}" for key in COMPARED_SETTINGS
+            if ca.get(key) != cb.get(key)]
+
+
 def load_run(run_dir: Path) -> dict[str, Any]:
     """{"dir", "name", "results", "windows"} of a stored run."""
     try:
@@ -56,8 +69,13 @@ def load_run(run_dir: Path) -> dict[str, Any]:
 
         windows = compute_windows(load_history(run_dir), read("phases.json") or [],
                                   read("status-samples.json") or [])
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+        config = config if isinstance(config, dict) else {}
+    except (OSError, ValueError):
+        config = {}
     return {"dir": run_dir, "name": f"{run_dir.parent.name}/{run_dir.name}", "results": results,
-            "windows": windows}
+            "windows": windows, "config": config}
 
 
 def _delta(a: Any, b: Any) -> tuple[float | None, float | None]:

@@ -6,11 +6,13 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from rich.console import Console
 from tabulate import tabulate
 
 from harness.report.analysis import load_history
 
 VERDICT = {True: "valid", False: "INVALID", "unknown": "unknown"}
+COLOUR = {True: "green", False: "red"}
 
 
 def phase_table(run_dir: Path) -> list[list]:
@@ -42,17 +44,22 @@ def print_summary(outcome) -> None:
     for name, result in results.get("checkers", {}).items():
         reason = result.get("reason") or result.get("error") or ""
         rows.append([name, VERDICT.get(result.get("valid"), str(result.get("valid"))),
-                     str(reason)[:100]])
+                     str(reason)])
     if rows:
-        print(tabulate(rows, headers=["checker", "verdict", "reason"]))
+        # the whole reason, wrapped: it is what a person reads first
+        print(tabulate(rows, headers=["checker", "verdict", "reason"],
+                       maxcolwidths=[None, None, 90]))
         print()
     if outcome.harness_error:
         print(f"harness error: {outcome.harness_error}")
     if outcome.interrupted:
         print("interrupted: the history so far is kept; the run is marked incomplete")
     config = json.loads((run_dir / "config.json").read_text())
-    print(f"verdict: {VERDICT.get(results.get('valid'), results.get('valid'))}   seed: "
-          f"{config.get('seed')}   system: {config.get('system', 'paxos')} on "
-          f"{config.get('backend', 'local')}")
+    verdict = VERDICT.get(results.get("valid"), results.get("valid"))
+    colour = COLOUR.get(results.get("valid"), "yellow")
+    # rich colours the verdict on a terminal and prints it plain elsewhere
+    Console(soft_wrap=True, highlight=False).print(
+        f"verdict: [bold {colour}]{verdict}[/]   seed: {config.get('seed')}   system: "
+        f"{config.get('system', 'paxos')} on {config.get('backend', 'local')}")
     report = run_dir / "report.html"
     print(f"run: {run_dir}" + (f"\nreport: {report}" if report.exists() else ""))

@@ -51,3 +51,12 @@ def test_index_page_says_pass_and_fail_and_summarises(tmp_path: Path) -> None:
     assert "1/3 expectations held" in text and "2 failed" in text
     assert ">PASS<" in text and "True</td>" not in text and ">False<" not in text
     assert "partition:deposed-bridge" in text and "s/r1/report.html\">" in text
+
+
+def test_compare_names_what_differs_beyond_timing() -> None:
+    from harness.report.compare import differences
+
+    a = {"config": {"seed": 1, "nemesis": "kill", "backend": "local", "bugs": []}}
+    b = {"config": {"seed": 2, "nemesis": "kill", "backend": "docker", "bugs": []}}
+    assert differences(a, b) == ["backend local / docker", "seed 1 / 2"]
+    assert differences(a, a) == []

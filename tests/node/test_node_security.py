@@ -32,14 +32,23 @@ def _snapshot(cluster: Cluster) -> dict[str, tuple]:
 
 
 def _write(cluster: Cluster, leader: str, n: int, client: str) -> None:
-    c = Conn(cluster.ports[leader])
-    try:
-        for seq in range(n):
-            r = c.call({"client": client, "seq": seq, "op": "write", "key": f"k{seq % 3}",
-                        "value": seq})
-            assert r["ok"], r
-    finally:
-        c.close()
+    """n writes, each acknowledged; an `unavailable` (a leader change, which a flood of the
+    leader's connections may cause) is followed to the new leader, at most for 10 s."""
+    deadline = time.monotonic() + 10
+    for seq in range(n):
+        while True:
+            c = Conn(cluster.ports[leader])
+            try:
+                r = c.call({"client": client, "seq": seq, "op": "write", "key": f"k{seq % 3}",
+                            "value": seq})
+            finally:
+                c.close()
+            if r["ok"] or r.get("code") != 11 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+            leader = r.get("leader") if r.get("leader") in cluster.ports else \
+                cluster.wait_leader()
+        assert r["ok"], r
 
 
 def _forged(sender: str, to: str) -> list[dict]:

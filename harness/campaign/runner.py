@@ -62,6 +62,44 @@ def row_of(entry: Entry, results: dict | None, run_dir: str | None, seconds: flo
     return row
 
 
+@dataclass
+class _Explored:
+    """An exploration entry's outcome, shaped like a run's: the failing run if one was found,
+    else the last run, with the verdict the exploration as a whole reached."""
+
+    run_dir: Path
+    results: dict
+    interrupted: bool = False
+
+
+def explore_entry(entry: Any) -> _Explored:
+    from harness.backends import BackendError
+    from harness.campaign.explore import allowed_shapes, backend_capabilities, explore, runner
+    from harness.run.controller import RunRefused
+    from harness.systems import make_system
+    from workloads import WORKLOADS
+
+    base = entry.config
+    system = make_system(base.system)
+    try:
+        caps = backend_capabilities(base)
+    except BackendError as exc:
+        raise RunRefused(str(exc)) from None
+    workloads = tuple(w for w in WORKLOADS if system.workloads is None or w in system.workloads)
+    result = explore(base, runner, entry.explore_s, base.seed or 1,
+                     allowed_shapes(system, caps, workloads), workloads, shrink=False,
+                     report=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
+    trial = result.found or (result.runs[-1] if result.runs else None)
+    if trial is None or trial.run_dir is None:
+        raise RunRefused(trial.why if trial else "the exploration made no run")
+    results = json.loads((Path(trial.run_dir) / "results.json").read_text())
+    if result.found is None:
+        verdicts = [t.valid for t in result.runs]
+        results = {**results, "valid": True if any(v is True for v in verdicts) else "unknown",
+                   "reason": f"{len(verdicts)} explored run(s), no violation"}
+    return _Explored(Path(trial.run_dir), results, result.interrupted)
+
+
 def run_entry(entry: Entry) -> dict[str, Any]:
     """Run one entry here (a run, or an exploration) and give its row."""
     from harness.run.controller import RunRefused, execute
@@ -69,8 +107,6 @@ def run_entry(entry: Entry) -> dict[str, Any]:
     t0 = time.monotonic()
     try:
         if entry.explore_s:
-            from harness.commands.campaign import explore_entry
-
             outcome: Any = explore_entry(entry)
         else:
             outcome = execute(entry.config, progress=False)

@@ -6,51 +6,11 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tabulate import tabulate
 
 from harness.campaign.matrix import CampaignError, load, write_index, write_junit
-
-
-@dataclass
-class _Explored:
-    """An exploration entry's outcome, shaped like a run's: the failing run if one was found,
-    else the last run, with the verdict the exploration as a whole reached."""
-
-    run_dir: Path
-    results: dict
-    interrupted: bool = False
-
-
-def explore_entry(entry: Any) -> _Explored:
-    from harness.backends import BackendError
-    from harness.campaign.explore import allowed_shapes, backend_capabilities, explore, runner
-    from harness.run.controller import RunRefused
-    from harness.systems import make_system
-    from workloads import WORKLOADS
-
-    base = entry.config
-    system = make_system(base.system)
-    try:
-        caps = backend_capabilities(base)
-    except BackendError as exc:
-        raise RunRefused(str(exc)) from None
-    workloads = tuple(w for w in WORKLOADS if system.workloads is None or w in system.workloads)
-    result = explore(base, runner, entry.explore_s, base.seed or 1,
-                     allowed_shapes(system, caps, workloads), workloads, shrink=False,
-                     report=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
-    trial = result.found or (result.runs[-1] if result.runs else None)
-    if trial is None or trial.run_dir is None:
-        raise RunRefused(trial.why if trial else "the exploration made no run")
-    results = json.loads((Path(trial.run_dir) / "results.json").read_text())
-    if result.found is None:
-        verdicts = [t.valid for t in result.runs]
-        results = {**results, "valid": True if any(v is True for v in verdicts) else "unknown",
-                   "reason": f"{len(verdicts)} explored run(s), no violation"}
-    return _Explored(Path(trial.run_dir), results, result.interrupted)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

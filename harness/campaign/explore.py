@@ -199,18 +199,12 @@ def _search_pool(configs: Iterator[RunConfig], runner: Runner, workers: int,
                  record: Callable[[int, Trial], None], found: Callable[[], Any]) -> None:
     """The search on `workers` local processes (each with its own loopback block), keeping
     them all busy until the budget or the first violation; the runs in flight then finish."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
 
-    from harness.campaign.runner import take_slot
+    from harness.campaign.runner import slot_pool
 
-    context = multiprocessing.get_context("spawn")
-    slots = context.Queue()
-    for slot in range(1, workers + 1):
-        slots.put(slot)
     number = 0
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=take_slot,
-                             initargs=(slots,)) as pool:
+    with slot_pool(workers) as pool:
         running: dict[Any, int] = {}
         exhausted = False
         while True:
@@ -299,6 +293,17 @@ def backend_capabilities(config: RunConfig) -> set[str]:
 
     controller = Controller(config, Path(config.store) / "explore-probe", progress=False)
     return make_backend(config.backend, **controller.backend_options()).capabilities()
+
+
+def search_space(base: RunConfig) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
+    """(shapes, workloads) an exploration of this system on this backend may draw
+    (BackendError when the backend cannot be had)."""
+    from harness.systems import make_system
+    from workloads import WORKLOADS
+
+    system = make_system(base.system)
+    workloads = tuple(w for w in WORKLOADS if system.workloads is None or w in system.workloads)
+    return allowed_shapes(system, backend_capabilities(base), workloads), workloads
 
 
 def runner(config: RunConfig) -> Trial:

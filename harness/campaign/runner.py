@@ -74,20 +74,16 @@ class _Explored:
 
 def explore_entry(entry: Any) -> _Explored:
     from harness.backends import BackendError
-    from harness.campaign.explore import allowed_shapes, backend_capabilities, explore, runner
+    from harness.campaign.explore import explore, runner, search_space
     from harness.run.controller import RunRefused
-    from harness.systems import make_system
-    from workloads import WORKLOADS
 
     base = entry.config
-    system = make_system(base.system)
     try:
-        caps = backend_capabilities(base)
+        shapes, workloads = search_space(base)
     except BackendError as exc:
         raise RunRefused(str(exc)) from None
-    workloads = tuple(w for w in WORKLOADS if system.workloads is None or w in system.workloads)
-    result = explore(base, runner, entry.explore_s, base.seed or 1,
-                     allowed_shapes(system, caps, workloads), workloads, shrink=False,
+    result = explore(base, runner, entry.explore_s, base.seed or 1, shapes, workloads,
+                     shrink=False,
                      report=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
     trial = result.found or (result.runs[-1] if result.runs else None)
     if trial is None or trial.run_dir is None:
@@ -116,6 +112,18 @@ def run_entry(entry: Entry) -> dict[str, Any]:
                   interrupted=outcome.interrupted)
 
 
+def slot_pool(workers: int) -> ProcessPoolExecutor:
+    """`workers` fresh processes, each holding slot 1..workers for its whole life."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    slots = context.Queue()
+    for slot in range(1, workers + 1):
+        slots.put(slot)
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=take_slot,
+                               initargs=(slots,))
+
+
 def take_slot(slots: Any) -> None:
     """A pool worker's initializer: its slot, for the rest of its life."""
     from harness.backends.local import SLOT_ENV
@@ -126,7 +134,7 @@ def take_slot(slots: Any) -> None:
 class Progress:
     """One live line over every worker: done, running, failed, and the time left."""
 
-    def __init__(self, total: int, workers: int) -> None:
+    def __init__(self, total: int) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -146,7 +154,6 @@ class Progress:
         self.running = 0
         self.failed = 0
         self.done = 0
-        self.workers = workers
 
     def __enter__(self) -> Progress:
         self.bar.__enter__()
@@ -186,15 +193,8 @@ def run_local(entries: list[Entry], workers: int, progress: Progress) -> list[di
             if row.get("interrupted"):
                 break
         return rows
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")
-    slots = context.Queue()
-    for slot in range(1, workers + 1):
-        slots.put(slot)
     results: dict[int, dict[str, Any]] = {}
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=take_slot,
-                             initargs=(slots,)) as pool:
+    with slot_pool(workers) as pool:
         futures: dict[Future, int] = {}
         for i, entry in enumerate(entries):
             futures[pool.submit(run_entry, entry)] = i

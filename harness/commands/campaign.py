@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                   "seeds": ",".join(sorted({str(e.config.seed) for e in entries},
                                            key=lambda x: int(x) if x.isdigit() else 0))}
 
-    with Progress(len(entries), args.workers) as progress:
+    with Progress(len(entries)) as progress:
         try:
             rows = run_cluster(entries, args.cluster, progress) if args.cluster else \
                 run_local(entries, args.workers, progress)

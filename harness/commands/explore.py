@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.campaign.explore import backend_capabilities, duration, runner
+from harness.campaign.explore import duration, runner
 from harness.run.config import ConfigError, add_run_arguments, config_from_args
 
 
@@ -37,8 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.backends import BackendError
-    from harness.campaign.explore import allowed_shapes, explore
-    from harness.systems import make_system
+    from harness.campaign.explore import explore, search_space
 
     base = config_from_args(args)
     if args.attempts < 1 or args.max_time_limit < 6 or not 1 <= args.workers <= 256:
@@ -51,16 +50,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"harness explore: {exc}", file=sys.stderr)
         return 3
     base.with_seed()
-    system = make_system(base.system)
     try:
-        caps = backend_capabilities(base)
+        shapes, workloads = search_space(base)
     except BackendError as exc:
         print(f"harness explore: {exc}", file=sys.stderr)
         return 3
-    from workloads import WORKLOADS
-
-    workloads = tuple(w for w in WORKLOADS if system.workloads is None or w in system.workloads)
-    shapes = allowed_shapes(system, caps, workloads)
     out_dir = Path(base.store) / "explorations" / time.strftime("%Y%m%dT%H%M%S")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ class History:
     def steady(self, start: float, end: float, f: str = "write", step: float = 0.1) -> None:
         t = start
         while t < end:
-            self.op(t, t + 0.01, f, process=hash(f) % 7)
+            self.op(t, t + 0.01, f, process={"write": 1, "read": 2}.get(f, 3))
             t += step
 
     def sorted(self) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ class Options:
     seed: int | None = None
     secret_file: str | None = None
     unsafe_no_fsync: bool = False
+    maelstrom: bool = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,13 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
                + "\n\nexit status: 0 after SIGTERM/SIGINT, 1 on a startup failure (corrupt "
                  "log, port in use, data directory locked), 2 on bad arguments.",
     )
-    p.add_argument("--id", required=True, metavar="ID",
-                   help="this node's id (as its peers know it), e.g. n1")
-    p.add_argument("--listen", required=True, metavar="HOST:PORT",
-                   help="address to accept clients and peers on")
+    p.add_argument("--maelstrom", action="store_true",
+                   help="speak Maelstrom's protocol on stdin and stdout instead of listening "
+                        "(jepsen-io/maelstrom, workload lin-kv): the id and the peers come "
+                        "with Maelstrom's init, and --data-dir defaults to ./paxos-data-ID")
+    p.add_argument("--id", metavar="ID",
+                   help="this node's id (as its peers know it), e.g. n1 (required unless "
+                        "--maelstrom)")
+    p.add_argument("--listen", metavar="HOST:PORT",
+                   help="address to accept clients and peers on (required unless --maelstrom)")
     p.add_argument("--peer", action="append", default=[], metavar="ID=HOST:PORT",
                    help="a peer and the address to dial it at (may be a proxy); repeat per peer")
-    p.add_argument("--data-dir", required=True, metavar="DIR",
+    p.add_argument("--data-dir", metavar="DIR",
                    help="write-ahead log and snapshot directory (created if missing)")
     p.add_argument("--election-timeout-ms", type=int, default=300, metavar="MS",
                    help="minimum election timeout T; each timeout is drawn from [T, 2T) "
@@ -104,7 +110,14 @@ def parse_args(argv: list[str] | None = None) -> Options:
 
 
 def _validate(a: argparse.Namespace) -> Options:
-    if not a.id or "=" in a.id or any(c.isspace() for c in a.id):
+    if a.maelstrom:
+        if a.id or a.listen or a.peer or a.secret_file:
+            raise ValueError("--maelstrom takes its id and peers from Maelstrom's init: no "
+                             "--id, --listen, --peer or --secret-file")
+        a.id, a.listen, a.data_dir = "", "maelstrom:1", a.data_dir or ""
+    elif not a.listen or a.data_dir is None:
+        raise ValueError("--id, --listen and --data-dir are required (or --maelstrom)")
+    if not a.maelstrom and (not a.id or "=" in a.id or any(c.isspace() for c in a.id)):
         raise ValueError("--id must be a non-empty name without '=' or spaces")
     listen = parse_hostport(a.listen, "--listen")
     peers: dict[str, tuple[str, int]] = {}
@@ -117,7 +130,7 @@ def _validate(a: argparse.Namespace) -> Options:
         if pid in peers:
             raise ValueError(f"--peer {pid} given twice")
         peers[pid] = parse_hostport(addr, f"--peer {pid}")
-    if not a.data_dir:
+    if not a.data_dir and not a.maelstrom:
         raise ValueError("--data-dir must not be empty")
     if peers and not a.secret_file:
         raise ValueError("--secret-file is required with --peer: peers authenticate with the "
@@ -137,4 +150,5 @@ def _validate(a: argparse.Namespace) -> Options:
                    election_timeout_ms=a.election_timeout_ms, heartbeat_ms=a.heartbeat_ms,
                    request_timeout_ms=a.request_timeout_ms, snapshot_every=a.snapshot_every,
                    bugs=sorted(set(a.bug)), classic=a.classic, seed=a.seed,
-                   secret_file=a.secret_file, unsafe_no_fsync=a.unsafe_no_fsync)
+                   secret_file=a.secret_file, unsafe_no_fsync=a.unsafe_no_fsync,
+                   maelstrom=a.maelstrom)

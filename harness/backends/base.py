@@ -26,19 +26,6 @@ class BackendError(Exception):
     """The backend could not do what was asked: a harness problem, never a verdict."""
 
 
-def node_code_tar(root: Path) -> bytes:
-    """The node package (standard library only) as a tar for deployment, without caches."""
-    if not (root / "__main__.py").exists():
-        raise BackendError(f"no node to deploy: {root}/__main__.py does not exist")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path in sorted(root.rglob("*")):
-            if "__pycache__" in path.parts or path.suffix in {".pyc", ".pyo"}:
-                continue
-            tar.add(path, arcname=str(Path("node") / path.relative_to(root)), recursive=False)
-    return buf.getvalue()
-
-
 FAULTFS = Path(__file__).resolve().parent / "faultfs"
 
 

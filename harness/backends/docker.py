@@ -42,11 +42,11 @@ from harness.backends.base import (
     controller_tag,
     faultfs_tar,
     flag_tar,
-    node_code_tar,
     secret_tar,
 )
 from harness.backends.proxy import ProxyMesh
 from harness.systems import Member, System
+from harness.systems.base import node_code_tar
 
 LABEL_RUN = "paxos-harness.run"
 LABEL_INSTANCE = "paxos-harness.instance"
@@ -185,7 +185,7 @@ class DockerBackend(Backend):
         self.port = port
         self.subnet_wanted = subnet
         self.exec_timeout = exec_timeout
-        self.node_code = Path(node_code) if node_code else self.system.code()
+        self.node_code = Path(node_code) if node_code else None  # a test's own node package
         # Unique per backend: two runs started in the same second share a run id (a timestamp).
         self.instance = f"{_safe(run_id)}-{os.urandom(3).hex()}"
         self.network_name = f"paxos-{self.instance}"
@@ -297,7 +297,8 @@ class DockerBackend(Backend):
         self.exec_api  # noqa: B018 - connect now, not from several start threads at once
         if self._caps is None:
             self.capabilities()
-        code = node_code_tar(self.node_code) if self.node_code is not None else None
+        code = node_code_tar(self.node_code) if self.node_code is not None \
+            else self.system.code_tar()
         self._create_network()
         if self.routed():
             self._start_routed_proxies()
@@ -363,7 +364,7 @@ class DockerBackend(Backend):
                         advertised=self.advertised or ({n: (self.addresses[n], self.port + 1)
                                                         for n in self.node_ids}
                                                        if "peer" in extra else {}),
-                        cluster_token=self.run_id)
+                        cluster_token=self.run_id, code_dir=CODE_DIR)
         return self.system.command(member, self.args_for(node))
 
     def _create_node(self, node: str, code: bytes | None) -> None:
@@ -547,8 +548,8 @@ class DockerBackend(Backend):
         while True:
             if not self.is_running(node):
                 return False
-            code, output = self.exec(node, netcmds.signal_node(signal_name,
-                                                              self.system.process_pattern))
+            code, output = self.exec(node, netcmds.signal_node(
+                signal_name, self.system.process_pattern, group=self.system.signal_group))
             if code == 0:
                 return True
             if code != 1:

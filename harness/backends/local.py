@@ -156,9 +156,10 @@ class LocalBackend(Backend):
         env = dict(os.environ)
         env[RUN_ENV] = self.run_id
         env[CONTROLLER_ENV] = str(os.getpid())
-        env[SLOW_DISK_ENV] = str(self.disk_flag(node))
+        # Absolute: a member may run its program in another directory (Maelstrom's bridge).
+        env[SLOW_DISK_ENV] = str(self.disk_flag(node).resolve())
         if not self.direct:
-            env[SYNC_JOURNAL_ENV] = str(self.sync_journal(node))
+            env[SYNC_JOURNAL_ENV] = str(self.sync_journal(node).resolve())
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(FAULTFS), str(REPO_ROOT), env.get("PYTHONPATH")]))
         log = open(self.node_dir(node) / "node.log", "ab")
@@ -181,10 +182,22 @@ class LocalBackend(Backend):
         proc = self.procs.get(node)
         return None if proc is None else proc.poll()
 
+    def _signal(self, node: str, sig: int) -> None:
+        """Signal the member: its process group when the system's member is one (every member
+        leads a session of its own here)."""
+        pid = self.procs[node].pid
+        try:
+            if self.system.signal_group:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
     def kill(self, node: str) -> None:
         proc = self.procs.get(node)
         if proc is not None and proc.poll() is None:
-            proc.kill()
+            self._signal(node, signal.SIGKILL)
             proc.wait(timeout=10)
         self.paused.discard(node)
 
@@ -195,12 +208,12 @@ class LocalBackend(Backend):
 
     def pause(self, node: str) -> None:
         if self.is_running(node):
-            os.kill(self.procs[node].pid, signal.SIGSTOP)
+            self._signal(node, signal.SIGSTOP)
             self.paused.add(node)
 
     def resume(self, node: str) -> None:
         if self.is_running(node):
-            os.kill(self.procs[node].pid, signal.SIGCONT)
+            self._signal(node, signal.SIGCONT)
         self.paused.discard(node)
 
     def set_network(self, cut: set[Edge], delays: dict[Edge, float]) -> None:
@@ -251,6 +264,8 @@ class LocalBackend(Backend):
         for proc in self.procs.values():
             if proc.poll() is None:
                 try:
+                    if self.system.signal_group:
+                        os.killpg(proc.pid, signal.SIGCONT)
                     os.kill(proc.pid, signal.SIGCONT)
                     if self.system.graceful_stop:
                         proc.terminate()

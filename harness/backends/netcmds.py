@@ -228,20 +228,28 @@ def cleanup_script(dev: str | None = "eth0", chain: str = CHAIN,
 # -- processes ---------------------------------------------------------------------------------
 
 
-def signal_node(signal_name: str, pattern: str = NODE_PATTERN) -> Argv:
-    """Signal the node process by its command line (STOP, CONT, KILL, TERM).
-
-    pkill exits 1 when nothing matched: the caller decides whether that is an error.
-    """
+def _signal_name(signal_name: str) -> str:
     name = signal_name.upper().removeprefix("SIG")
     if name not in {"STOP", "CONT", "KILL", "TERM", "INT", "HUP"}:
         raise ValueError(f"unexpected signal {signal_name!r}")
-    return ["pkill", f"-{name}", "-f", pattern]
+    return name
 
 
-def signal_pid(signal_name: str, pid: int) -> Argv:
-    name = signal_name.upper().removeprefix("SIG")
-    return ["kill", f"-{name}", str(int(pid))]
+def signal_node(signal_name: str, pattern: str = NODE_PATTERN, group: bool = False) -> Argv:
+    """Signal the node process by its command line (STOP, CONT, KILL, TERM); with `group`,
+    the whole process group it leads (a wrapper and the program it runs).
+
+    Exits 1 when nothing matched: the caller decides whether that is an error.
+    """
+    name = _signal_name(signal_name)
+    if not group:
+        return ["pkill", f"-{name}", "-f", pattern]
+    return sh(f"p=$(pgrep -o -f {quote([pattern])}) || exit 1; kill -{name} -- -$p")
+
+
+def signal_pid(signal_name: str, pid: int, group: bool = False) -> Argv:
+    name = _signal_name(signal_name)
+    return ["kill", f"-{name}", "--", f"-{int(pid)}" if group else str(int(pid))]
 
 
 def with_deadline(argv: Sequence[str], seconds: float, kill_after: float = 2.0) -> Argv:

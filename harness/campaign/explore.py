@@ -298,10 +298,10 @@ def backend_capabilities(config: RunConfig) -> set[str]:
 def search_space(base: RunConfig) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
     """(shapes, workloads) an exploration of this system on this backend may draw
     (BackendError when the backend cannot be had)."""
-    from harness.systems import make_system
+    from harness.run.config import system_of
     from workloads import WORKLOADS
 
-    system = make_system(base.system)
+    system = system_of(base)
     workloads = tuple(w for w in WORKLOADS if system.workloads is None or w in system.workloads)
     return allowed_shapes(system, backend_capabilities(base), workloads), workloads
 

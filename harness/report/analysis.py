@@ -26,7 +26,8 @@ from checkers.history import HistoryError
 
 _RANK = {False: 0, "unknown": 1, True: 2}
 # The order in which checkers are listed and a verdict's reason is chosen.
-ORDER = ("linearizability", "set", "agreement", "exactly-once", "availability", "liveness")
+ORDER = ("linearizability", "set", "agreement", "exactly-once", "availability", "liveness",
+         "protocol")
 
 
 NOT_APPLICABLE = "n/a"
@@ -141,6 +142,42 @@ def _linearizability(client_ops: list[dict]) -> dict[str, Any]:
     return result
 
 
+# What the Maelstrom bridge writes into a member's log when its program broke Maelstrom's
+# protocol, or needed a Maelstrom service the harness does not provide (systems/maelstrom).
+BRIDGE_VIOLATION = "bridge: protocol violation:"
+BRIDGE_UNSUPPORTED = "bridge: unsupported:"
+
+
+def maelstrom_protocol(run_dir: Path, nodes: list[str]) -> dict[str, Any]:
+    """Whether every member's program kept to Maelstrom's protocol, from the bridges' logs."""
+    violations: list[str] = []
+    unsupported: list[str] = []
+    read = 0
+    for node in nodes:
+        try:
+            with open(run_dir / "nodes" / node / "node.log", "rb") as f:
+                read += 1
+                for raw in f:
+                    if raw.startswith(b"bridge: "):
+                        line = raw.decode(errors="replace").strip()
+                        if line.startswith(BRIDGE_VIOLATION):
+                            violations.append(f"{node}: {line[8:]}")
+                        elif line.startswith(BRIDGE_UNSUPPORTED):
+                            unsupported.append(f"{node}: {line[8:]}")
+        except OSError:
+            continue
+    if violations:
+        more = f" ({len(violations) - 1} more)" if len(violations) > 1 else ""
+        return {"valid": False, "reason": violations[0] + more, "violations": violations}
+    if unsupported:
+        return {"valid": "unknown", "reason": unsupported[0], "unsupported": unsupported}
+    if read < len(nodes) or not nodes:
+        return {"valid": "unknown", "reason": f"the logs of {len(nodes) - read} member(s) "
+                "were not collected"}
+    return {"valid": True, "reason": f"every member kept to Maelstrom's protocol "
+            f"({len(nodes)} logs read)"}
+
+
 def analyze(run_dir: Path) -> dict[str, Any]:
     from checkers import agreement, availability, exactly_once, liveness, perf, set_checker
 
@@ -186,6 +223,8 @@ def analyze(run_dir: Path) -> dict[str, Any]:
     checkers["liveness"] = _guarded(lambda: liveness.check(
         history, nodes, liveness.bound(config.get("op_timeout") or 2.0,
                                        config.get("election_timeout_ms") or 300), reads_start))
+    if system == "maelstrom":
+        checkers["protocol"] = _guarded(lambda: maelstrom_protocol(run_dir, nodes))
     checkers = {k: checkers[k] for k in ORDER if k in checkers}
 
     verdict = merge_valid([c.get("valid") for c in checkers.values()

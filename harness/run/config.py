@@ -11,8 +11,14 @@ from pathlib import Path
 
 from checkers import liveness
 from harness.backends import BACKENDS
-from harness.systems import SYSTEMS, make_system
-from nemesis.catalogue import NemesisError, parse_kinds, parse_spec, system_needs
+from harness.systems import SYSTEMS, System, make_system
+from nemesis.catalogue import (
+    NemesisError,
+    parse_kinds,
+    parse_spec,
+    system_needs,
+    without_leader_shapes,
+)
 from nemesis.schedule import TIMINGS
 from workloads import WORKLOADS
 
@@ -82,13 +88,27 @@ TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool
               "list[str]": "a list of strings"}
 
 
+def system_of(config: RunConfig) -> System:
+    """The run's system under test, as its configuration describes it."""
+    return make_system(config.system, serializable_reads=config.serializable_reads,
+                       program=config.bin, program_args=config.bin_args)
+
+
 def check_capabilities(config: RunConfig) -> None:
     """Refuse what needs a capability the system lacks (harness.systems.CAPABILITIES)."""
-    system = make_system(config.system)
+    if config.system == "maelstrom" and not config.bin:
+        raise ConfigError("--system maelstrom needs --bin PROGRAM: the Maelstrom node to run")
+    if config.system != "maelstrom" and (config.bin or config.bin_args):
+        raise ConfigError(f"--bin and --bin-arg are for --system maelstrom, not "
+                          f"{config.system}")
+    try:
+        system = system_of(config)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if system.workloads is not None and config.workload not in system.workloads:
         raise ConfigError(f"system {system.name} cannot run workload {config.workload!r}; it "
                           f"runs {', '.join(system.workloads)}")
-    if config.backend == "ssh" and system.code() is None:
+    if config.backend == "ssh" and system.code_tar() is None:
         # SSH deploys a member's package next to it; a system installed on the hosts (etcd)
         # would need its own checks there, which are not built yet.
         raise ConfigError(f"system {system.name} runs on the local and docker backends only "
@@ -116,10 +136,10 @@ BASE_NEMESIS = "partition,pause,kill"
 CRASH_NEMESIS = "disk:lose-unsynced/power-cut"
 
 
-def default_nemesis(system: str, backend: str) -> str:
+def default_nemesis(system: str, backend: str, program: str | None = None) -> str:
     """What `--nemesis default` means for this system on this backend."""
     try:
-        sut = make_system(system)
+        sut = make_system(system, program=program)
     except (KeyError, ValueError):
         return BASE_NEMESIS
     if backend in ("local", "docker") and sut.fsync_shim and "durable" in sut.capabilities:
@@ -179,11 +199,16 @@ class RunConfig:
     ssh_key: str | None = None
     ssh_accept_new_host_keys: bool = False
     serializable_reads: bool = False
+    bin: str | None = None
+    bin_args: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.nemesis == "default" and isinstance(self.system, str) and \
                 isinstance(self.backend, str):
-            self.nemesis = default_nemesis(self.system, self.backend)
+            self.nemesis = default_nemesis(self.system, self.backend, self.bin)
+        if self.system == "maelstrom" and isinstance(self.nemesis, str):
+            # A Maelstrom node names no leader: a kind named alone takes its other shapes.
+            self.nemesis = without_leader_shapes(self.nemesis)
 
     def nemesis_kinds(self) -> list[str]:
         return parse_kinds(self.nemesis)
@@ -364,6 +389,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
       help="etcd: serializable reads (each member answers from its own state, which may be "
       "stale) instead of linearizable ones")
     a("--image", default=None, help="docker backend: node image (default paxos-node:latest)")
+    a("--bin", default=None, metavar="PROGRAM",
+      help="maelstrom: the Maelstrom node program, run unchanged (a file, copied next to each "
+      "member on docker and ssh, or a command on the PATH)")
+    a("--bin-arg", dest="bin_args", action="append", default=[], metavar="ARG",
+      help="maelstrom: an argument for the program (repeatable; write --bin-arg=-x for one "
+      "that starts with a dash)")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

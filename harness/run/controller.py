@@ -18,10 +18,10 @@ from typing import Any
 from harness.backends import Backend, BackendError, make_backend
 from harness.run import store
 from harness.run.clients import Worker, run_worker
-from harness.run.config import RunConfig
+from harness.run.config import RunConfig, system_of
 from harness.run.history import HistoryRecorder
 from harness.run.logs import LogTracker
-from harness.systems import System, make_system
+from harness.systems import System
 from nemesis.catalogue import capabilities, parse_spec
 from nemesis.executor import Nemesis
 from nemesis.schedule import plan
@@ -58,8 +58,7 @@ class Controller:
         self.run_dir = run_dir
         self.progress = progress
         self.nodes = config.node_ids()
-        self.system: System = make_system(config.system,
-                                          serializable_reads=config.serializable_reads)
+        self.system: System = system_of(config)
         rng = random.Random(config.seed)
         # Separate streams, so adding a fault kind does not change the operation sequence.
         self.op_rng = random.Random(rng.getrandbits(64))

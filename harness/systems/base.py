@@ -8,6 +8,8 @@ signals, iptables, proxies); the checkers and nemeses ask for capabilities by na
 
 from __future__ import annotations
 
+import io
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,24 @@ from typing import Any
 #   durable   a member restarted on its data directory keeps what it acknowledged (kill:all)
 #   bugs      it can inject the bug catalogue (--bug)
 CAPABILITIES = ("leader", "log", "counters", "durable", "bugs")
+
+
+def add_package(tar: tarfile.TarFile, root: Path, arcname: str) -> None:
+    """A package's sources into a tar, without caches."""
+    for path in sorted(root.rglob("*")):
+        if "__pycache__" in path.parts or path.suffix in {".pyc", ".pyo"}:
+            continue
+        tar.add(path, arcname=str(Path(arcname) / path.relative_to(root)), recursive=False)
+
+
+def node_code_tar(root: Path) -> bytes:
+    """A package (standard library only) as a tar named node/ for deployment."""
+    if not (root / "__main__.py").exists():
+        raise ValueError(f"no node to deploy: {root}/__main__.py does not exist")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        add_package(tar, root, "node")
+    return buf.getvalue()
 
 
 @dataclass(frozen=True)
@@ -36,6 +56,9 @@ class Member:
     # list, like etcd's --initial-cluster); empty when each member dials its peers itself.
     advertised: dict[str, tuple[str, int]] = field(default_factory=dict)
     cluster_token: str | None = None  # one per run
+    # Where the backend unpacked the system's code_tar() on the member's host (None: this
+    # checkout, on the local backend).
+    code_dir: str | None = None
 
 
 @dataclass
@@ -80,10 +103,17 @@ class System:
     # A retry with the same (client, seq) is applied at most once (a session table): the
     # reply to any attempt is then the outcome of the one application.
     deduplicates: bool = False
+    # A member is a process group (a wrapper and its child): pause and kill signal the group.
+    signal_group: bool = False
 
     def code(self) -> Path | None:
         """A package the backends deploy next to each member (None: installed there)."""
         return None
+
+    def code_tar(self) -> bytes | None:
+        """What the backends unpack next to each member (Member.code_dir): code() as a tar."""
+        root = self.code()
+        return node_code_tar(root) if root is not None else None
 
     def command(self, member: Member, extra: list[str]) -> list[str]:
         """The member's command line."""

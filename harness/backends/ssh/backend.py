@@ -22,7 +22,6 @@ from harness.backends.base import (
     BackendError,
     Edge,
     controller_tag,
-    node_code_tar,
 )
 from harness.backends.ssh.hosts import Host, KnownHosts, assign_hosts, parse_hosts
 from harness.backends.ssh.session import (
@@ -33,6 +32,7 @@ from harness.backends.ssh.session import (
     Session,
 )
 from harness.systems import Member, System
+from harness.systems.base import node_code_tar
 
 DEFAULT_NODE_PORT = 7000
 MIN_PYTHON = (3, 11)
@@ -113,7 +113,7 @@ class SshBackend(Backend):
         self.node_port = node_port
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
-        self.node_code = Path(node_code) if node_code else self.system.code()
+        self.node_code = Path(node_code) if node_code else None  # a test's own node package
         self.log = log if log is not None else sys.stderr
         known = Path(known_hosts or "~/.ssh/known_hosts").expanduser()
         if known_hosts and not known.is_file() and not accept_new_host_keys:
@@ -353,13 +353,14 @@ class SshBackend(Backend):
                         peers={p: (self.addresses[p], self.port_of(p)) for p in self.node_ids
                                if p != node},
                         data_dir=f"{base}/data", secret_file=f"{base}/cluster.secret",
-                        python=self.hosts[node].python)
+                        python=self.hosts[node].python, code_dir=f"{base}/code")
         return self.system.command(member, self.args_for(node))
 
     def setup(self) -> None:
         if self._caps is None:
             self.capabilities()
-        code = node_code_tar(self.node_code) if self.node_code is not None else None
+        code = node_code_tar(self.node_code) if self.node_code is not None \
+            else self.system.code_tar()
         _raise_first(_parallel(lambda node: self._deploy(node, code), self.node_ids))
         _raise_first(_parallel(self._start, self.node_ids))
 
@@ -485,8 +486,10 @@ class SshBackend(Backend):
         if pid is None:
             return False
         q = netcmds.quote
+        # A member that is a process group (setsid made the node its leader) is signalled whole.
+        group = self.system.signal_group and "setsid" in self.facts[node].have
         script = (self._pid_function(node) + f'[ "$(node_pid)" = {pid} ] || exit 3\n'
-                  f"{q(netcmds.signal_pid(signal_name, pid))}\n")
+                  f"{q(netcmds.signal_pid(signal_name, pid, group))}\n")
         if wait_gone:
             steps = int(STOP_WAIT_S / 0.02)
             script += (f"i=0; while node_pid >/dev/null; do i=$((i+1)); "

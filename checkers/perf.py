@@ -17,7 +17,9 @@ from typing import Any
 
 NEMESIS = "nemesis"
 WINDOWS = ("warmup", "faults", "recovery")
-COUNTERS = ("elections", "phase1_rounds", "phase2_rounds", "commits")
+# `messages`: messages between members (Maelstrom's `net` figure; the Maelstrom bridge counts
+# them), None for a system that does not report it.
+COUNTERS = ("elections", "phase1_rounds", "phase2_rounds", "commits", "messages")
 # status-sample label that opens each window; a window closes at the next window's label
 _OPENING_LABEL = {"warmup": "warmup-start", "faults": "faults-start", "recovery": "recovery-start"}
 
@@ -245,7 +247,12 @@ def windows(history: list[dict], phases: list[dict],
     out: dict[str, Any] = {}
     for name, (start, end) in window_bounds(phases).items():
         stats = window_stats(ops, start, end)
-        stats["counters"] = _counter_delta(samples or [], name)
+        counters = stats["counters"] = _counter_delta(samples or [], name)
+        if counters is not None:
+            messages = counters.get("messages")
+            counters["messages_per_op"] = (round(messages / stats["invoked"], 2)
+                                           if messages is not None and stats["invoked"]
+                                           else None)
         out[name] = stats
     return {w: out[w] for w in WINDOWS if w in out}
 

@@ -94,6 +94,21 @@ def parse_spec(text: str) -> dict[str, tuple[str, ...]]:
     return spec
 
 
+def without_leader_shapes(text: str) -> str:
+    """The spec for a system that names no leader: each kind named without shapes gets its
+    shapes that need none, written out (so the stored configuration says what ran)."""
+    parts = []
+    for raw in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, _ = raw.partition(":")
+        kind = ALIASES.get(name, name)
+        if sep or kind not in KINDS:
+            parts.append(raw)
+            continue
+        shapes = [s for s in KINDS[kind] if s not in NAMED_ONLY and s not in LEADER_SHAPES]
+        parts.append(f"{name}:{'/'.join(shapes)}")
+    return ",".join(parts)
+
+
 def parse_kinds(text: str) -> list[str]:
     """The fault kinds named in a nemesis spec."""
     return list(parse_spec(text))

@@ -244,12 +244,13 @@ def signal_node(signal_name: str, pattern: str = NODE_PATTERN, group: bool = Fal
     name = _signal_name(signal_name)
     if not group:
         return ["pkill", f"-{name}", "-f", pattern]
-    return sh(f"p=$(pgrep -o -f {quote([pattern])}) || exit 1; kill -{name} -- -$p")
+    return sh(f"p=$(pgrep -o -f {quote([pattern])}) || exit 1; kill -{name} -$p")
 
 
 def signal_pid(signal_name: str, pid: int, group: bool = False) -> Argv:
     name = _signal_name(signal_name)
-    return ["kill", f"-{name}", "--", f"-{int(pid)}" if group else str(int(pid))]
+    # (dash's kill takes no `--`; a negative pid after the signal is the process group)
+    return ["kill", f"-{name}", f"-{int(pid)}" if group else str(int(pid))]
 
 
 def with_deadline(argv: Sequence[str], seconds: float, kill_after: float = 2.0) -> Argv:

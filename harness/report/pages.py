@@ -150,8 +150,29 @@ def node_rows(run_dir: Path) -> list[dict[str, Any]]:
             "status": status if isinstance(status, dict) else None,
             "log_entries": len(log.get("entries") or []) if isinstance(log, dict) else None,
             "files": [f.name for f in sorted(d.iterdir()) if f.is_file()],
+            "log_tail": log_tail(d / "node.log"),
         })
     return rows
+
+
+LOG_TAIL_LINES = 30
+LOG_TAIL_BYTES = 16384
+
+
+def log_tail(path: Path) -> str | None:
+    """The last lines of a member's log (its stderr: for a Maelstrom node, its own words)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - LOG_TAIL_BYTES))
+            data = f.read()
+    except OSError:
+        return None
+    lines = data.decode(errors="replace").splitlines()
+    if size > LOG_TAIL_BYTES:
+        lines = lines[1:]  # the first may be cut
+    return "\n".join(lines[-LOG_TAIL_LINES:]) or None
 
 
 # ------------------------------------------------------------------------------------ plots
@@ -347,6 +368,8 @@ def window_rows(windows: dict[str, Any]) -> list[dict[str, Any]]:
     add("Phase-2 rounds", lambda w: w["counters"]["phase2_rounds"], "int")
     add("commits (counter sum)", lambda w: w["counters"]["commits"], "int")
     add("slots chosen", lambda w: w["counters"]["slots_chosen"], "int")
+    add("messages between members", lambda w: w["counters"]["messages"], "int")
+    add("messages per operation", lambda w: w["counters"]["messages_per_op"], "num", "lower")
     add("Phase-1 rounds per commit", lambda w: w["counters"]["phase1_per_commit"], "num",
         "lower")
     add("commits without Phase 1", lambda w: w["counters"]["fast_path_fraction"], "num",

@@ -199,7 +199,9 @@ class MaelstromSystem(System):
             raise ValueError(f"--bin {program}: no such program on PATH")
         self.workloads = ("register",)
         self.fsync_shim = is_python(str(self.file or shutil.which(program) or program))
-        self.process_pattern = "(^|/)maelstrom_bridge.py( |$)|/bridge.py --id "
+        # The deployed bridge's own command line only (anchored: docker-init's and the signalling
+        # shell's command lines hold the same words further on).
+        self.process_pattern = "^[^ ]*python[^ ]* [^ ]*maelstrom_bridge[.]py "
         self.signal_group = True
 
     def code_tar(self) -> bytes:

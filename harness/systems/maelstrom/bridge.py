@@ -173,7 +173,10 @@ class Bridge:
         self.init_timeout: float = args.init_timeout
         self.links = {peer: PeerLink(self, peer, addr) for peer, addr in args.peers.items()}
         self.clients: dict[str, asyncio.StreamWriter] = {}
-        self.counters: dict[str, int] = {}
+        # From zero, so that a status sample taken before the first message still counts.
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("messages", "messages_received", "messages_self", "requests", "replies",
+             "peer_dropped", "stdin_dropped", "client_replies_lost", "unknown_dest"), 0)
         self.proc: asyncio.subprocess.Process | None = None
         self.initialized = asyncio.Event()
         self.stop: asyncio.Future[Stop] | None = None
@@ -250,7 +253,7 @@ class Bridge:
     def route(self, obj: dict[str, Any]) -> None:
         dest, body = obj["dest"], obj["body"]
         if dest in self.links:
-            self.count("msgs_sent")
+            self.count("messages")
             self.links[dest].send(_encode(obj).encode() + b"\n")
         elif dest == self.node:
             self.count("msgs_self")
@@ -318,7 +321,7 @@ class Bridge:
         while line := await reader.readline():
             msg = json.loads(line)
             if check_message(msg, peer) is None and msg["dest"] == self.node:
-                self.count("msgs_received")
+                self.count("messages_received")
                 self.to_program(msg)
 
     async def serve_client(self, obj: Any, reader: asyncio.StreamReader,

@@ -17,7 +17,7 @@ KINDS: dict[str, tuple[str, ...]] = {
                   "one-way", "lagging-takeover", "deposed-bridge"),
     "pause": ("one", "leader", "minority", "stall-leader"),
     "kill": ("one", "leader", "minority", "all"),
-    "delay": ("all-links", "one-node", "leader"),
+    "delay": ("all-links", "one-node", "leader", "lossy-links", "lossy-node"),
     "disk": ("followers", "one", "leader", "all", "lose-unsynced", "power-cut"),
 }
 ALIASES = {"packet": "delay", "crash": "kill"}
@@ -31,7 +31,9 @@ SHAPE_CAPABILITIES = {"stall-leader": ("pause", "delay"),
                       # (etcd in Docker) must refuse these rather than run another fault
                       "one-way": ("one-way",), "lagging-takeover": ("one-way",),
                       # a crash that takes the page cache with it (LazyFS)
-                      "lose-unsynced": ("lose-unsynced",), "power-cut": ("lose-unsynced",)}
+                      "lose-unsynced": ("lose-unsynced",), "power-cut": ("lose-unsynced",),
+                      # whole messages dropped on a link (a proxy that knows the framing)
+                      "lossy-links": ("loss",), "lossy-node": ("loss",)}
 # Shapes that ask the system who leads (a system that cannot say cannot have them).
 LEADER_SHAPES = frozenset({"isolate-leader", "lagging-takeover", "deposed-bridge", "leader",
                            "stall-leader", "followers"})
@@ -42,7 +44,10 @@ DURABLE_SHAPES = frozenset({("kill", "all"), ("disk", "power-cut")})
 CRASH_SHAPES = frozenset({"lose-unsynced", "power-cut"})
 # Targeted shapes a kind takes only when named (`partition:deposed-bridge`): a kind named
 # without shapes keeps its general-purpose ones, so existing specs and seeds plan as before.
-NAMED_ONLY = frozenset({"deposed-bridge", "stall-leader"})
+NAMED_ONLY = frozenset({"deposed-bridge", "stall-leader", "lossy-links", "lossy-node"})
+# Delay shapes that drop messages (each with the run's --loss probability) instead of slowing
+# them: on every link, or on one node's links.
+LOSS_SHAPES = frozenset({"lossy-links", "lossy-node"})
 
 
 def capabilities(spec: dict[str, tuple[str, ...]]) -> set[str]:

@@ -23,6 +23,7 @@ class FaultBackend(Protocol):
     def pause(self, node: str) -> None: ...
     def resume(self, node: str) -> None: ...
     def set_network(self, cut: set[Edge], delays: dict[Edge, float]) -> None: ...
+    def set_loss(self, losses: dict[Edge, float]) -> None: ...
     def set_disk_delay(self, node: str, seconds: float) -> None: ...
     def lose_unsynced(self, node: str) -> dict[str, int]: ...
 
@@ -36,7 +37,7 @@ class Nemesis:
     def __init__(self, backend: FaultBackend, nodes: list[str], record: Recorder,
                  leader: LeaderLookup, delay_ms: float = 50.0, lag_s: float = 0.25,
                  stall_s: float = 0.9, election_s: float | None = None,
-                 disk_delay_ms: float = 200.0) -> None:
+                 disk_delay_ms: float = 200.0, loss: float = 0.2) -> None:
         self.backend = backend
         self.nodes = list(nodes)
         self.record = record
@@ -51,6 +52,8 @@ class Nemesis:
         self.stall_delays: dict[Edge, float] = {}
         self.shape_delays: dict[Edge, float] = {}   # time-varying delays of a running shape
         self.disk_delay_s = disk_delay_ms / 1000.0
+        self.loss = loss
+        self.losses: dict[Edge, float] = {}  # the probability each link drops a message
         self.paused: set[str] = set()
         self.killed: set[str] = set()
         self.slow_disks: set[str] = set()
@@ -61,6 +64,8 @@ class Nemesis:
             parts.append(f"partition({len(self.cut)} links)")
         if self.delays or self.stall_delays or self.shape_delays:
             parts.append("delay")
+        if self.losses:
+            parts.append(f"loss({len(self.losses)} links)")
         if self.paused:
             parts.append("paused " + ",".join(sorted(self.paused)))
         if self.killed:
@@ -131,6 +136,20 @@ class Nemesis:
             value = {"shape": fault.shape, "cut": sorted([list(e) for e in cut])}
             await self._action("start-partition", value, nodes, do)
             return "partition", nodes
+        if fault.kind == "delay" and fault.shape in catalogue.LOSS_SHAPES:
+            if fault.shape == "lossy-node":
+                edges = set(catalogue.isolate(rng.choice(self.nodes), self.nodes))
+            else:
+                edges = {(a, b) for a in self.nodes for b in self.nodes if a != b}
+            nodes = sorted({n for edge in edges for n in edge})
+
+            async def do() -> None:
+                self.losses = dict.fromkeys(sorted(edges), self.loss)
+                await self._call(self.backend.set_loss, dict(self.losses))
+
+            await self._action("start-loss", {"shape": fault.shape, "loss": self.loss},
+                               nodes, do)
+            return "delay", nodes
         if fault.kind == "delay":
             if fault.shape in ("one-node", "leader"):
                 victim = (await self.leader() if fault.shape == "leader" else None) \
@@ -335,6 +354,12 @@ class Nemesis:
                 await self._apply_network()
 
             await self._action("stop-partition", None, targets, do)
+        elif kind == "delay" and self.losses:
+            async def do() -> None:
+                self.losses = {}
+                await self._call(self.backend.set_loss, {})
+
+            await self._action("stop-loss", None, targets, do)
         elif kind == "delay":
             async def do() -> None:
                 self.delays = {}
@@ -376,7 +401,8 @@ class Nemesis:
         """Undo every fault still in force: the final heal."""
         nodes = sorted(set(self.paused) | set(self.killed) | set(self.slow_disks)
                        | {n for e in self.cut for n in e}
-                       | {n for e in self._all_delays() for n in e})
+                       | {n for e in self._all_delays() for n in e}
+                       | {n for e in self.losses for n in e})
 
         async def do() -> None:
             for node in sorted(self.paused):
@@ -390,5 +416,8 @@ class Nemesis:
             self.slow_disks.clear()
             self.cut, self.delays, self.stall_delays, self.shape_delays = set(), {}, {}, {}
             await self._apply_network()
+            if self.losses:
+                self.losses = {}
+                await self._call(self.backend.set_loss, {})
 
         await self._action("heal", None, nodes, do)

@@ -139,6 +139,12 @@ class Backend:
         (seconds); every other link flows normally."""
         raise NotImplementedError
 
+    def set_loss(self, losses: dict[Edge, float]) -> None:
+        """Lose each message on the given links with the given probability (none: no loss).
+        Only backends with the `loss` capability."""
+        if losses:
+            raise BackendError(f"backend {self.name} cannot lose messages")
+
     def lose_unsynced(self, node: str) -> dict[str, int]:
         """Kill the node as a power cut would: SIGKILL, then everything it wrote but did not
         fsync is gone (faultfs/unsynced.py). Returns what was lost. Only backends with the

@@ -92,6 +92,8 @@ class LocalBackend(Backend):
             # members all dial a peer at its one advertised address (etcd), by the sender its
             # requests name.
             caps |= {"partition", "delay", "one-way"}
+            if self.system.peer_framing == "lines":
+                caps.add("loss")  # the proxies can drop whole messages
         return caps
 
     def setup(self) -> None:
@@ -223,6 +225,13 @@ class LocalBackend(Backend):
             return
         self.mesh.set_cut(cut)
         self.mesh.set_delay(delays)
+
+    def set_loss(self, losses: dict[Edge, float]) -> None:
+        if self.mesh is None or self.system.peer_framing != "lines":
+            if losses:
+                raise BackendError("this local cluster cannot lose whole messages")
+            return
+        self.mesh.set_loss(losses)
 
     def sync_journal(self, node: str) -> Path:
         return self.node_dir(node) / "sync-journal"

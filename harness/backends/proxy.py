@@ -11,6 +11,7 @@ The proxies run on their own event loop in a thread, so a busy client loop canno
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 from collections.abc import Callable, Iterable
 
@@ -41,6 +42,10 @@ class _EdgeProxy:
         self.target = target
         self.cut = False
         self.delay_s = 0.0
+        # The probability each message (one line: the edge's protocol is line-framed) is lost.
+        self.loss = 0.0
+        self.rng = random.Random(f"loss {edge}")
+        self.lost_messages = 0
         self.links: set[_Link] = set()
         self.server: asyncio.base_events.Server | None = None
         self.address: tuple[str, int] | None = None
@@ -103,11 +108,16 @@ class _EdgeProxy:
         queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         sender = asyncio.ensure_future(self._send(queue, writer))
+        partial = b""  # an unfinished line, held while the edge is lossy
         try:
             while True:
                 data = await reader.read(_CHUNK)
                 if not data:
                     break
+                if forward and (self.loss > 0 or partial):
+                    data, partial = self._lossy(partial + data)
+                    if not data:
+                        continue
                 delay = self.delay_s if forward else 0.0
                 queue.put_nowait((loop.time() + delay, data))
             queue.put_nowait(None)
@@ -116,6 +126,18 @@ class _EdgeProxy:
             pass
         finally:
             sender.cancel()
+
+    def _lossy(self, data: bytes) -> tuple[bytes, bytes]:
+        """(the whole lines that survive, the unfinished rest): each line is lost with
+        probability `loss`, so framing stays intact and only whole messages go missing."""
+        *lines, rest = data.split(b"\n")
+        kept = []
+        for line in lines:
+            if self.loss > 0 and self.rng.random() < self.loss:
+                self.lost_messages += 1
+            else:
+                kept.append(line + b"\n")
+        return b"".join(kept), rest
 
     async def _send(self, queue: asyncio.Queue, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
@@ -264,6 +286,15 @@ class ProxyMesh:
         def apply() -> None:
             for edge, proxy in self.edges.items():
                 proxy.delay_s = float(delays.get(edge, 0.0))
+
+        self._call(apply)
+
+    def set_loss(self, losses: dict[Edge, float]) -> None:
+        """The probability each message on the given edges is lost; none elsewhere."""
+
+        def apply() -> None:
+            for edge, proxy in self.edges.items():
+                proxy.loss = float(losses.get(edge, 0.0))
 
         self._call(apply)
 

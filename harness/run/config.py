@@ -41,6 +41,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "delay_ms": (0, 600_000),
     "snapshot_every": (1, 10**9),
     "disk_delay_ms": (0, 600_000),
+    "loss": (0, 1),
     "base_port": (0, 65535),
 }
 # A longer schedule is surely a mistake (a tiny interval), and planning it would take minutes.
@@ -191,6 +192,7 @@ class RunConfig:
     delay_ms: float = 50.0
     snapshot_every: int = 100
     disk_delay_ms: float = 200.0
+    loss: float = 0.2
     base_port: int = 0
     node_args: list[str] = field(default_factory=list)
     hosts: str | None = None
@@ -364,6 +366,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
       help="the nodes' heartbeat interval (default %(default)s)")
     a("--delay-ms", type=float, default=d.delay_ms,
       help="mean link delay of the delay nemesis (default %(default)s)")
+    a("--loss", type=float, default=d.loss,
+      help="the probability a message is lost on a link under delay:lossy-links or "
+      "delay:lossy-node (local backend, systems whose peer links carry one message a line: "
+      "the bundled node, Maelstrom nodes) (default %(default)s)")
     a("--disk-delay-ms", type=float, default=d.disk_delay_ms,
       help="extra time every fsync takes on a node under the disk nemesis (default %(default)s)")
     a("--snapshot-every", type=int, default=d.snapshot_every,

@@ -242,7 +242,7 @@ class Controller:
                                    lag_s=0.8 * config.election_timeout_ms / 1000,
                                    stall_s=3 * config.election_timeout_ms / 1000,
                                    election_s=config.election_timeout_ms / 1000,
-                                   disk_delay_ms=config.disk_delay_ms)
+                                   disk_delay_ms=config.disk_delay_ms, loss=config.loss)
             await self.drive()
         finally:
             if progress is not None:

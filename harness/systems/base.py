@@ -105,6 +105,9 @@ class System:
     deduplicates: bool = False
     # A member is a process group (a wrapper and its child): pause and kill signal the group.
     signal_group: bool = False
+    # How its peer links frame messages: "lines" (one message a line after any handshake, so
+    # a proxy can lose whole messages: the `loss` fault) or "stream" (anything else: HTTP).
+    peer_framing: str = "stream"
 
     def code(self) -> Path | None:
         """A package the backends deploy next to each member (None: installed there)."""

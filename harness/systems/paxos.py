@@ -149,6 +149,7 @@ class PaxosSystem(System):
     def __init__(self) -> None:
         super().__init__("paxos", frozenset({"leader", "log", "counters", "durable", "bugs"}))
         self.deduplicates = True
+        self.peer_framing = "lines"
 
     def code(self) -> Path:
         return REPO_ROOT / "node"

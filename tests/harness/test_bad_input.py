@@ -290,7 +290,7 @@ def test_a_capability_the_system_lacks_is_refused(monkeypatch, options: dict,
     from harness.systems import System
 
     plain = System("plain", frozenset({"log", "counters"}))
-    monkeypatch.setattr(config_module, "make_system", lambda name: plain)
+    monkeypatch.setattr(config_module, "make_system", lambda name, **options: plain)
     with pytest.raises(ConfigError) as err:
         RunConfig(**options).validate()
     assert words in str(err.value) and "\n" not in str(err.value)

@@ -107,3 +107,24 @@ def test_delay_slows_one_edge(mesh: ProxyMesh) -> None:
 def test_unknown_edge_is_refused(mesh: ProxyMesh) -> None:
     with pytest.raises(ValueError, match="unknown edges"):
         mesh.set_cut({("x", "y")})
+
+
+def test_lossy_edge_drops_whole_lines_only() -> None:
+    from harness.backends.proxy import _EdgeProxy
+
+    proxy = _EdgeProxy(("n1", "n2"), ("127.0.0.1", 1))
+    proxy.loss = 0.5
+    sent = [f'{{"m": {i}}}'.encode() for i in range(2000)]
+    stream = b"\n".join(sent) + b"\n"
+    out, partial = b"", b""
+    for i in range(0, len(stream), 777):  # chunks that cut lines anywhere
+        kept, partial = proxy._lossy(partial + stream[i:i + 777])
+        out += kept
+    assert partial == b""
+    lines = out.split(b"\n")[:-1]
+    assert set(lines) <= set(sent)  # every line that arrives is whole
+    assert 800 < len(lines) < 1200 and proxy.lost_messages == 2000 - len(lines)
+    assert lines == sorted(lines, key=lambda b: int(b[6:-1]))  # in order
+    proxy.loss = 0.0
+    kept, partial = proxy._lossy(b'{"m": 1}\n{"m"')
+    assert (kept, partial) == (b'{"m": 1}\n', b'{"m"')

@@ -189,3 +189,20 @@ def test_clean_with_bad_hosts_is_one_line(tmp_path: Path) -> None:
                    str(tmp_path / "none"), timeout=60)
     assert proc.returncode == 3
     assert proc.stderr.count("\n") == 1 and "known_hosts" in proc.stderr, proc.stderr
+
+
+def test_maelstrom_node_runs_on_the_hosts(cluster: Cluster, tmp_path: Path) -> None:
+    """The bundled node in Maelstrom mode under the bridge, deployed on each host (issue 16):
+    pause and kill reach the bridge and its program together (its process group)."""
+    proc, run_dir = ssh_run(cluster, tmp_path, "--system", "maelstrom", "--bin", "python3",
+                            "--bin-arg=-m", "--bin-arg=node", "--bin-arg=--maelstrom")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["valid"] is True and results["checkers"]["protocol"]["valid"] is True
+    history = [json.loads(line) for line in
+               (run_dir / "history.jsonl").read_text().splitlines()]
+    assert sum(op["type"] == "ok" for op in history) > 20
+    assert not [op for op in history if op["process"] == "nemesis"
+                and "error" in (op.get("value") or {})], "a fault failed"
+    assert "answered init" in (run_dir / "nodes" / "n1" / "node.log").read_text()
+    assert_hosts_clean(cluster)

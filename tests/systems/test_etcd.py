@@ -103,3 +103,12 @@ def test_what_etcd_cannot_do_is_refused_with_one_line(tmp_path: Path) -> None:
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and words in lines[0], proc.stderr
         assert not (tmp_path / "s").exists()
+
+
+def test_message_loss_is_refused_for_etcd(tmp_path: Path) -> None:
+    """etcd's peer links are HTTP streams: a proxy cannot drop one message whole."""
+    proc = harness("run", "--system", "etcd", "--nemesis", "delay:lossy-links", "--store",
+                   str(tmp_path / "store"), "--quiet")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "cannot do loss for system etcd" in proc.stderr
+    assert not (tmp_path / "store").exists()

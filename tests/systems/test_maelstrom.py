@@ -348,3 +348,18 @@ def test_bundled_node_in_maelstrom_mode_is_valid_under_every_nemesis(tmp_path: P
     assert {"start-partition", "pause", "kill", "start-delay"} <= done, done
     assert done & {"lose-unsynced", "start-slow-disk"}, done
     assert not node_processes(run_dir.name)
+
+
+def test_messages_lost_on_the_links_reach_the_node_whole(tmp_path: Path) -> None:
+    proc, run_dir, results = run(tmp_path / "store", *BUNDLED,
+                                 "--nemesis", "delay:lossy-links/lossy-node", "--loss", "0.3",
+                                 "--time-limit", "12", "--nemesis-interval", "1.5",
+                                 "--seed", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert results["valid"] is True
+    history = read_history(run_dir)
+    losses = [op for op in history if op["process"] == "nemesis" and op["f"] == "start-loss"
+              and op["type"] == "info"]
+    assert losses and all(op["value"]["loss"] == 0.3 for op in losses)
+    # whole messages went missing, never half of one: the bridges saw no broken line
+    assert results["checkers"]["protocol"]["valid"] is True

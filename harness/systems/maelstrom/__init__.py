@@ -203,6 +203,7 @@ class MaelstromSystem(System):
         # shell's command lines hold the same words further on).
         self.process_pattern = "^[^ ]*python[^ ]* [^ ]*maelstrom_bridge[.]py "
         self.signal_group = True
+        self.peer_framing = "lines"
 
     def code_tar(self) -> bytes:
         """The bridge, the bundled node (the bridge's peer authentication is node.auth; and so

@@ -219,8 +219,8 @@ class Bridge:
             try:
                 line = await out.readline()
             except (ValueError, asyncio.LimitOverrunError):
-                self.fail(EXIT_PROTOCOL, f"{VIOLATION} {self.node} wrote a line over {MAX_LINE} bytes on "
-                          "stdout: not a Maelstrom message")
+                self.fail(EXIT_PROTOCOL, f"{VIOLATION} {self.node} wrote a line over "
+                          f"{MAX_LINE} bytes on stdout: not a Maelstrom message")
                 return
             if not line:
                 return
@@ -233,8 +233,8 @@ class Bridge:
             problem = "not JSON" if obj is None else check_message(obj, self.node)
             if problem:
                 shown = line[:120].decode(errors="replace").rstrip()
-                self.fail(EXIT_PROTOCOL, f"{VIOLATION} {self.node} wrote a line on stdout that is not a "
-                          f"Maelstrom message ({problem}): {shown!r}")
+                self.fail(EXIT_PROTOCOL, f"{VIOLATION} {self.node} wrote a line on stdout that "
+                          f"is not a Maelstrom message ({problem}): {shown!r}")
                 return
             self.route(obj)
 
@@ -272,9 +272,9 @@ class Bridge:
             if writer.transport.get_write_buffer_size() > CLIENT_BUFFER_BYTES:
                 writer.close()
         elif dest in SERVICES:
-            self.fail(EXIT_SERVICE, f"{UNSUPPORTED} {self.node} sent a message to {dest}, a Maelstrom service "
-                      "this harness does not provide: a node that needs a Maelstrom service "
-                      "cannot run here")
+            self.fail(EXIT_SERVICE, f"{UNSUPPORTED} {self.node} sent a message to {dest}, a "
+                      "Maelstrom service this harness does not provide: a node that needs a "
+                      "Maelstrom service cannot run here")
         else:
             self.count("unknown_dest")
             self.log_once(f"dest-{dest}"[:80], f"{self.node} sent a message to {dest!r}, which "

@@ -298,6 +298,9 @@ def test_many_connections_with_huge_lines_stay_bounded(tmp_path) -> None:
         print(f"sent {sent_mb:.0f} MB; leader RSS {rss_before / 1024:.1f} -> {peak / 1024:.1f} MB")
         assert sent_mb > 300, sent_mb
         assert peak - rss_before < RSS_BOUND_MB * 1024, (rss_before, peak)
-        assert cluster.leader() == leader
+        # Alive and in a cluster that still serves (a busy machine may move the leadership
+        # while the node reads 500 MB: that is no failure of the bound).
+        assert cluster.procs[leader].poll() is None
+        assert cluster.leader() is not None
         log = cluster.log_text(leader)
         assert "FATAL" not in log and "unfinished lines buffered in all" in log

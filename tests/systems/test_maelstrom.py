@@ -302,7 +302,7 @@ def test_wrong_node_is_caught_with_the_stale_read(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("mode", "exit_code", "protocol", "says"), [
     ("garbage", 3, False, "not a Maelstrom message (not JSON)"),
     ("long-line", 3, False, "a line over 1048576 bytes"),
-    ("silent", 3, False, "did not answer init"),
+    pytest.param("silent", 3, False, "did not answer init", marks=pytest.mark.slow),
     ("service", 3, "unknown", "lin-kv, a Maelstrom service"),
     ("crash", 3, True, "exited with status 9"),
 ])
@@ -324,6 +324,7 @@ def test_broken_programs_get_a_clear_answer_and_leave_nothing(tmp_path: Path, mo
     assert "Traceback" not in (run_dir / "nodes" / "n1" / "node.log").read_text()
 
 
+@pytest.mark.slow
 def test_a_flooding_program_is_judged_not_hung(tmp_path: Path) -> None:
     proc, run_dir, results = run(tmp_path / "store", "--bin", str(MISBEHAVING),
                                  "--bin-arg=flood", "--nemesis", "none", "--time-limit", "5",
@@ -350,6 +351,7 @@ def test_bundled_node_in_maelstrom_mode_is_valid_under_every_nemesis(tmp_path: P
     assert not node_processes(run_dir.name)
 
 
+@pytest.mark.slow
 def test_messages_lost_on_the_links_reach_the_node_whole(tmp_path: Path) -> None:
     proc, run_dir, results = run(tmp_path / "store", *BUNDLED,
                                  "--nemesis", "delay:lossy-links/lossy-node", "--loss", "0.3",

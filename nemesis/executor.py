@@ -74,8 +74,10 @@ class Nemesis:
             parts.append("slow disk " + ",".join(sorted(self.slow_disks)))
         return parts
 
-    async def _call(self, fn: Callable, *args: Any) -> None:
-        await asyncio.to_thread(fn, *args)
+    async def _call(self, fn: Callable, *args: Any) -> Any:
+        if getattr(self.backend, "blocking", True):
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)  # a simulated backend: on this loop, no thread
 
     async def _apply_network(self) -> None:
         await self._call(self.backend.set_network, set(self.cut), self._all_delays())
@@ -184,7 +186,7 @@ class Nemesis:
 
             async def do() -> None:
                 for node in targets:
-                    lost[node] = await asyncio.to_thread(self.backend.lose_unsynced, node)
+                    lost[node] = await self._call(self.backend.lose_unsynced, node)
                     self.killed.add(node)
                     self.paused.discard(node)
 

@@ -1,10 +1,11 @@
-"""Where nodes run: local processes, Docker containers, remote hosts over SSH."""
+"""Where nodes run: local processes, Docker containers, remote hosts over SSH, or a simulation
+in the controller's process."""
 
 from __future__ import annotations
 
 from harness.backends.base import Backend, BackendError
 
-BACKENDS = ("local", "docker", "ssh")
+BACKENDS = ("local", "docker", "ssh", "sim")
 
 
 def make_backend(name: str, **kwargs) -> Backend:
@@ -20,6 +21,10 @@ def make_backend(name: str, **kwargs) -> Backend:
         from harness.backends.ssh import SshBackend
 
         return SshBackend(**kwargs)
+    if name == "sim":
+        from harness.backends.sim import SimBackend
+
+        return SimBackend(**kwargs)
     raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 

@@ -82,6 +82,9 @@ def controller_alive(controller: str) -> bool:
 
 class Backend:
     name = "abstract"
+    # Its methods block (processes, containers, hosts): the controller calls them from a
+    # thread. A simulation's do not, and must run on the controller's own (simulated) loop.
+    blocking = True
 
     def __init__(self, node_ids: list[str], run_dir: Path, node_args: list[str],
                  run_id: str, per_node_args: dict[str, list[str]] | None = None,

@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default=None, help="run only entries whose label contains this")
     parser.add_argument("--seeds", default=None, metavar="N,N,...",
                         help="run every entry with these seeds instead of the file's")
+    parser.add_argument("--backend", default=None, metavar="NAME",
+                        help="run every entry on this backend instead of the file's (sim: the "
+                        "deterministic simulation, many schedules a minute)")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="run N entries at once on this machine, each in its own process "
                         "with its own loopback addresses (default 1)")
@@ -49,6 +52,17 @@ def run(args: argparse.Namespace) -> int:
     if args.store:
         for entry in entries:
             entry.config.store = args.store
+    if args.backend:
+        from harness.run.config import ConfigError
+
+        for entry in entries:
+            entry.config.backend = args.backend
+            try:
+                entry.config.validate()
+            except ConfigError as exc:
+                print(f"harness campaign: --backend {args.backend}: {entry.label}: {exc}",
+                      file=sys.stderr)
+                return 3
     if args.dry_run:
         for entry in entries:
             print(f"{entry.label}: expect {entry.expect}"

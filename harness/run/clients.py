@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from typing import Any
 
 from harness.run.history import HistoryRecorder
@@ -17,6 +16,11 @@ from harness.systems import NotSent, System
 from workloads.base import Workload
 
 RETRY_PAUSE_S = 0.02
+
+
+def _now() -> float:
+    """The running loop's clock: monotonic time, or a simulation's."""
+    return asyncio.get_running_loop().time()
 
 
 class Worker:
@@ -72,10 +76,10 @@ class Worker:
     async def _attempts(self, op: dict[str, Any], client: str,
                         seq: int) -> tuple[str, Any, str | None, bool]:
         """(type, value, error, compare_failed) of the operation's completion."""
-        deadline = time.monotonic() + self.op_timeout
+        deadline = _now() + self.op_timeout
         maybe_sent = False
         last_error = "timeout"
-        while (remaining := deadline - time.monotonic()) > 0:
+        while (remaining := deadline - _now()) > 0:
             try:
                 outcome = await self.connection(self.node).invoke(op, client, seq, remaining)
             except NotSent:
@@ -106,7 +110,7 @@ class Worker:
                     self.node = outcome.leader
                     continue
             self.node = self._other_node()
-            await asyncio.sleep(min(RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))
+            await asyncio.sleep(min(RETRY_PAUSE_S, max(0.0, deadline - _now())))
         if maybe_sent:
             return (*self.workload.lost(op, last_error), False)
         return "fail", op["value"] if op["f"] != "read" else None, last_error, False
@@ -114,13 +118,13 @@ class Worker:
 
 async def run_worker(worker: Worker, stop: asyncio.Event, interval: float) -> None:
     """Invoke operations until `stop` is set, at most one every `interval` seconds (0: no limit)."""
-    next_at = time.monotonic()
+    next_at = _now()
     try:
         while not stop.is_set():
             if interval > 0:
                 # Jitter keeps workers from marching in lockstep.
                 next_at += interval * worker.rng.uniform(0.5, 1.5)
-                delay = next_at - time.monotonic()
+                delay = next_at - _now()
                 if delay > 0:
                     try:
                         await asyncio.wait_for(stop.wait(), delay)
@@ -128,7 +132,7 @@ async def run_worker(worker: Worker, stop: asyncio.Event, interval: float) -> No
                     except TimeoutError:
                         pass
                 else:
-                    next_at = time.monotonic()
+                    next_at = _now()
             await worker.invoke(worker.workload.next_op())
     finally:
         worker.close()

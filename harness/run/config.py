@@ -143,7 +143,7 @@ def default_nemesis(system: str, backend: str, program: str | None = None) -> st
         sut = make_system(system, program=program)
     except (KeyError, ValueError):
         return BASE_NEMESIS
-    if backend in ("local", "docker") and sut.fsync_shim and "durable" in sut.capabilities:
+    if backend in ("local", "docker", "sim") and sut.fsync_shim and "durable" in sut.capabilities:
         return f"{BASE_NEMESIS},{CRASH_NEMESIS}"
     return BASE_NEMESIS
 

@@ -80,6 +80,24 @@ class Controller:
         self.logs: LogTracker | None = None
         self.logs_stop = asyncio.Event()
         self.logs_task: asyncio.Future | None = None
+        # The simulated-time loop the run goes on (backend sim), None for real time.
+        self.sim_loop = None
+        if config.backend == "sim":
+            from harness.backends.sim.loop import VirtualLoop
+
+            self.sim_loop = VirtualLoop()
+
+    @staticmethod
+    def now() -> float:
+        """The loop's clock: monotonic time, or the simulation's."""
+        return asyncio.get_running_loop().time()
+
+    async def blocking(self, fn: Any, *args: Any) -> Any:
+        """A backend call: in a thread for a real backend, here for a simulated one."""
+        assert self.backend is not None
+        if self.backend.blocking:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
 
     # -- cluster state -------------------------------------------------------------------
 
@@ -94,8 +112,8 @@ class Controller:
 
     async def wait_for_leader(self, timeout: float) -> str:
         assert self.backend is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        deadline = self.now() + timeout
+        while self.now() < deadline:
             for node in self.nodes:
                 if not self.backend.is_running(node):
                     tail = self.backend.log_tail(node, 5).strip().replace("\n", " | ")
@@ -110,11 +128,11 @@ class Controller:
     async def sample(self, label: str) -> None:
         """Every node's status (counters) at a phase boundary. Right after a heal restarted
         the nodes none may answer yet; wait up to 2 s for at least one."""
-        deadline = time.monotonic() + 2.0
+        deadline = self.now() + 2.0
         while True:
             now = self.history.now()
             nodes = await self.statuses(1.0)
-            if any(nodes.values()) or time.monotonic() >= deadline:
+            if any(nodes.values()) or self.now() >= deadline:
                 break
             await asyncio.sleep(0.1)
         self.samples.append({"time": now, "label": label, "nodes": nodes})
@@ -137,7 +155,7 @@ class Controller:
 
     async def run_nemesis(self) -> None:
         assert self.nemesis is not None
-        start = time.monotonic()
+        start = self.now()
         # Faults of different kinds overlap; run starts and stops in time order. A fault whose
         # every target is down (a pause during kill:all) waits for the next stop to bring one
         # back, until its own end.
@@ -147,7 +165,7 @@ class Controller:
         waiting: list[int] = []
         while events:
             at, is_start, i = events.pop(0)
-            await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+            await asyncio.sleep(max(0.0, start + at - self.now()))
             if is_start:
                 begun = await self.nemesis.start(self.plan[i])
                 if begun is not None:
@@ -158,10 +176,10 @@ class Controller:
             if i in started:
                 await self.nemesis.stop(*started.pop(i))
                 for j in waiting:  # something came back: try the waiting faults again now
-                    if time.monotonic() - start < self.plan[j].end:
-                        events.insert(0, (time.monotonic() - start, 1, j))
+                    if self.now() - start < self.plan[j].end:
+                        events.insert(0, (self.now() - start, 1, j))
                 waiting.clear()
-        await asyncio.sleep(max(0.0, start + self.durations["faults"] - time.monotonic()))
+        await asyncio.sleep(max(0.0, start + self.durations["faults"] - self.now()))
 
     async def run_final_ops(self, workers: list[Worker]) -> None:
         ops = self.workload.final_ops()
@@ -176,12 +194,12 @@ class Controller:
         await asyncio.gather(*(drain(w) for w in workers))
 
     async def progress_line(self) -> None:
-        start = time.monotonic()
+        start = self.now()
         last_ops, last_t = 0, start
         tty = sys.stderr.isatty()
         while True:
             await asyncio.sleep(1.0 if tty else 5.0)
-            now = time.monotonic()
+            now = self.now()
             c = self.history.counts
             done = c["ok"] + c["fail"] + c["info"]
             rate = (done - last_ops) / max(1e-9, now - last_t)
@@ -221,7 +239,8 @@ class Controller:
         self.backend.probe(capabilities(parse_spec(self.config.nemesis)))
 
     def open_history(self) -> None:
-        self.history = HistoryRecorder(self.run_dir / "history.jsonl")
+        clock = self.sim_loop.time_ns if self.sim_loop is not None else time.monotonic_ns
+        self.history = HistoryRecorder(self.run_dir / "history.jsonl", clock_ns=clock)
 
     def history_close(self) -> None:
         if self.history is not None:
@@ -231,7 +250,9 @@ class Controller:
         config = self.config
         progress = asyncio.ensure_future(self.progress_line()) if self.progress else None
         try:
-            await asyncio.to_thread(self.backend.setup)
+            await self.blocking(self.backend.setup)
+            if hasattr(self.backend, "system_view"):
+                self.system = self.backend.system_view()  # the simulation's members
             self.addresses = {n: self.backend.client_address(n) for n in self.nodes}
             await self.wait_for_leader(LEADER_WAIT_S)
             self.track_logs()
@@ -307,6 +328,8 @@ class Controller:
             options["base_port"] = self.config.base_port
         if self.config.backend == "docker" and self.config.image:
             options["image"] = self.config.image
+        if self.config.backend == "sim":
+            options["seed"] = self.config.seed or 0
         if self.config.backend == "ssh":
             options["hosts"] = self.config.hosts
             options["known_hosts"] = self.config.ssh_known_hosts
@@ -320,9 +343,9 @@ class Controller:
         try:
             if self.addresses:
                 await self.collect_nodes()
-            await asyncio.to_thread(self.backend.collect)
+            await self.blocking(self.backend.collect)
         finally:
-            await asyncio.to_thread(self.backend.teardown)
+            await self.blocking(self.backend.teardown)
 
 
 class RunRefused(Exception):
@@ -330,9 +353,10 @@ class RunRefused(Exception):
     missing, the store cannot be written): nothing was started and nothing written."""
 
 
-def execute(config: RunConfig, progress: bool = True) -> RunOutcome:
-    """Run one test end to end and write its run directory. Raises RunRefused, before anything
-    starts or is written, when the run cannot start."""
+def execute(config: RunConfig, progress: bool = True, report: bool = True) -> RunOutcome:
+    """Run one test end to end and write its run directory (without report.html when `report`
+    is False). Raises RunRefused, before anything starts or is written, when the run cannot
+    start."""
     run_dir = store.next_run_dir(Path(config.store), config.test_name())
     controller = Controller(config, run_dir, progress)
     try:
@@ -370,7 +394,12 @@ def execute(config: RunConfig, progress: bool = True) -> RunOutcome:
 
     previous = {sig: signal.signal(sig, terminated) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        asyncio.run(main())
+        if controller.sim_loop is not None:
+            loop = controller.sim_loop
+            with asyncio.Runner(loop_factory=lambda: loop) as runner:
+                runner.run(main())
+        else:
+            asyncio.run(main())
     except KeyboardInterrupt:
         interrupted = True
         # asyncio.run cancelled main(); its finally blocks tore the cluster down. Make sure.
@@ -387,6 +416,6 @@ def execute(config: RunConfig, progress: bool = True) -> RunOutcome:
         except OSError as exc:
             harness_error = harness_error or f"cannot write the run directory: {exc}"
     results = store.analyze_and_write(run_dir, harness_error=harness_error,
-                                      incomplete=interrupted)
+                                      incomplete=interrupted, report=report)
     return RunOutcome(run_dir, results, harness_error or results.get("harness_error"),
                       interrupted)

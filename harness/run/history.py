@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +14,17 @@ class HistoryRecorder:
     """Appends DESIGN.md history operations; one line, one flush, so a controller crash still
     leaves every line written so far on disk."""
 
-    def __init__(self, path: Path, start_ns: int | None = None) -> None:
+    def __init__(self, path: Path, start_ns: int | None = None,
+                 clock_ns: Callable[[], int] = time.monotonic_ns) -> None:
         self.path = Path(path)
-        self.start_ns = time.monotonic_ns() if start_ns is None else start_ns
+        self.clock_ns = clock_ns  # a simulation's clock, or the monotonic one
+        self.start_ns = clock_ns() if start_ns is None else start_ns
         self.file = open(self.path, "a", encoding="utf-8")
         self.index = 0
         self.counts = {"invoke": 0, "ok": 0, "fail": 0, "info": 0}
 
     def now(self) -> int:
-        return time.monotonic_ns() - self.start_ns
+        return self.clock_ns() - self.start_ns
 
     def append(self, process: int | str, type_: str, f: str, value: Any = None,
                key: Any = None, node: Any = None, error: str | None = None,

@@ -49,8 +49,9 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def analyze_and_write(run_dir: Path, harness_error: str | None = None,
-                      incomplete: bool = False) -> dict[str, Any]:
-    """Check a stored run, fold in harness trouble, write results.json and the report."""
+                      incomplete: bool = False, report: bool = True) -> dict[str, Any]:
+    """Check a stored run, fold in harness trouble, write results.json and (unless `report`
+    is False: `harness recheck` writes it later) the report."""
     results = analyze(run_dir)
     if harness_error:
         # The system's verdict stands only if it is a violation; otherwise we do not know.
@@ -65,6 +66,8 @@ def analyze_and_write(run_dir: Path, harness_error: str | None = None,
         results["harness_error"] = (results.get("harness_error") or
                                     f"cannot write results.json: {exc}")
         results["valid"] = merge_valid([results["valid"], "unknown"])
+        return results
+    if not report:
         return results
     try:
         from harness.report.pages import write_report

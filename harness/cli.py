@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("harness.commands.serve", "browse the store in a web browser"),
     "bench": ("harness.commands.bench", "the node's fast-path benchmark"),
     "bench-check": ("harness.commands.bench_check", "time the checker over a corpus directory"),
+    "sim-detect": ("harness.commands.sim_detect",
+                   "the bug catalogue's detection over many simulated runs"),
     "clean": ("harness.commands.clean", "remove what earlier runs left behind"),
     "image": ("harness.commands.image", "build the node's Docker image (offline if need be)"),
 }

@@ -311,12 +311,19 @@ def runner(config: RunConfig) -> Trial:
     from harness.run.controller import RunRefused, execute
 
     t0 = time.monotonic()
+    # A simulated run takes about as long as its report's plots: only a run that did not pass
+    # gets its report at once (`harness recheck RUN` writes any other's).
+    simulated = config.backend == "sim"
     try:
-        outcome = execute(config, progress=False)
+        outcome = execute(config, progress=False, report=not simulated)
     except RunRefused as exc:
         return Trial(config, "refused", None, time.monotonic() - t0, str(exc))
     if outcome.interrupted:
         raise KeyboardInterrupt  # Ctrl-C or SIGTERM during a run ends the whole exploration
+    if simulated and outcome.results.get("valid") is not True:
+        from harness.run.store import write_report_safely
+
+        write_report_safely(outcome.run_dir, outcome.results)
     valid = "unknown" if outcome.harness_error else outcome.results.get("valid")
     why = outcome.harness_error or outcome.results.get("reason")
     return Trial(config, valid, str(outcome.run_dir), time.monotonic() - t0, why)

@@ -67,12 +67,18 @@ def analyze_and_write(run_dir: Path, harness_error: str | None = None,
                                     f"cannot write results.json: {exc}")
         results["valid"] = merge_valid([results["valid"], "unknown"])
         return results
-    if not report:
-        return results
+    if report:
+        write_report_safely(run_dir, results)
+    return results
+
+
+def write_report_safely(run_dir: Path, results: dict[str, Any]) -> None:
+    """The run's report pages; a failure to write them is noted in results.json, never
+    raised (a broken report must not hide the verdict)."""
     try:
         from harness.report.pages import write_report
     except ModuleNotFoundError:
-        return results
+        return
     try:
         write_report(run_dir, results)
     except Exception as exc:  # noqa: BLE001 - a broken report must not hide the verdict
@@ -81,4 +87,3 @@ def analyze_and_write(run_dir: Path, harness_error: str | None = None,
             write_json(run_dir / "results.json", results)
         except (OSError, ValueError):
             pass
-    return results

@@ -193,7 +193,8 @@ class SimNode:
         for _ in range(n):
             self.core.tick()
         self.expire(now)
-        self.kick()
+        if not self.kicked:  # nothing else can join this batch: pump now, not as an event
+            self._pump(self.incarnation)
 
     def expire(self, now: float) -> None:
         while self.timeouts and self.timeouts[0].deadline <= now:

@@ -79,20 +79,20 @@ def test_power_cut_with_torn_tail_is_cut_by_the_logs_own_scan() -> None:
 
 
 def test_same_seed_same_bytes_on_any_hash_seed(tmp_path: Path) -> None:
-    _, a = sim_run(tmp_path / "a", "--seed", "11", "--time-limit", "12",
+    _, a = sim_run(tmp_path / "a", "--seed", "11", "--time-limit", "8",
                    env={"PYTHONHASHSEED": "1"})
-    _, b = sim_run(tmp_path / "b", "--seed", "11", "--time-limit", "12",
+    _, b = sim_run(tmp_path / "b", "--seed", "11", "--time-limit", "8",
                    env={"PYTHONHASHSEED": "2"})
-    _, c = sim_run(tmp_path / "c", "--seed", "12", "--time-limit", "12")
+    _, c = sim_run(tmp_path / "c", "--seed", "12", "--time-limit", "8")
     history = (a / "history.jsonl").read_bytes()
     assert history == (b / "history.jsonl").read_bytes()
     assert history != (c / "history.jsonl").read_bytes()
     assert json.loads((a / "results.json").read_text())["valid"] == \
         json.loads((b / "results.json").read_text())["valid"]
     ops = [json.loads(line) for line in history.splitlines()]
-    assert sum(op["type"] == "ok" for op in ops) > 300
+    assert sum(op["type"] == "ok" for op in ops) > 200
     # simulated nanoseconds: the run took its simulated time, whatever the wall clock did
-    assert 12e9 <= ops[-1]["time"] < 40e9
+    assert 8e9 <= ops[-1]["time"] < 40e9
     assert any(op["process"] == "nemesis" for op in ops)
 
 

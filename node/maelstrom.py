@@ -123,17 +123,7 @@ class MaelstromNode(NodeServer):
             client.send({"id": body.get("msg_id"), **protocol.error(protocol.MALFORMED,
                                                                     str(exc))})
             return
-        pending = Pending(client, body.get("msg_id"), self.loop.time() + self.request_timeout_s)
-        try:
-            reply = self.core.propose(cmd, pending)
-        except Exception as exc:
-            self._fatal(exc)
-            return
-        if reply is not None:
-            pending.reply(reply)
-            return
-        self.timeouts.append(pending)
-        self.kick()
+        self.submit(client, body.get("msg_id"), cmd)
 
     async def run(self, reader: asyncio.StreamReader) -> int:
         loop = asyncio.get_running_loop()

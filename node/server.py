@@ -782,6 +782,12 @@ class NodeServer:
         if op == "log":
             conn.send({"id": rid, **self.core.log(req["from"], req["limit"])})
             return
+        self.submit(conn, rid, req)
+
+    def submit(self, conn: Any, rid: Any, req: dict[str, Any]) -> None:
+        """A client command to the core; `conn.send` takes its reply, now or once chosen (or
+        error 30 past the request timeout)."""
+        assert self.core is not None and self.loop is not None
         pending = Pending(conn, rid, self.loop.time() + self.request_timeout_s)
         try:
             reply = self.core.propose(req, pending)

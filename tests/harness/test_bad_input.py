@@ -130,6 +130,12 @@ CASES = [
     (["bench", "--seconds", "nan"], 3, "--seconds must be between"),
     (["bench", "--clients", "x"], 3, "--clients must be integers"),
     (["bench", "--commands", "0"], 3, "--commands must be between"),
+    (["bench", "--system", "maelstrom"], 3, "--system takes paxos, etcd"),
+    (["run", "--system", "maelstrom"], 3, "--system maelstrom needs --bin PROGRAM"),
+    (["run", "--bin", "x"], 3, "--bin and --bin-arg are for --system maelstrom"),
+    (["run", "--backend", "sim", "--system", "etcd"], 3, "backend sim runs the bundled node"),
+    (["run", "--loss", "2"], 3, "--loss must be between 0 and 1"),
+    (["campaign", "campaigns/smoke.toml", "--backend", "nope"], 3, "unknown backend 'nope'"),
     (["bench-check", "/no/such/dir"], 3, "no such file or directory"),
     # the command line itself
     (["no-such-command"], 3, "invalid choice"),

@@ -44,7 +44,7 @@ def test_random_schedules_are_safe(**kw: object) -> None:
 
 
 @pytest.mark.slow
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=900, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(**params)
 def test_many_more_random_schedules_are_safe(**kw: object) -> None:
     check_schedule(**kw)  # type: ignore[arg-type]

@@ -424,16 +424,8 @@ class PeerLink:
 class NodeServer:
     def __init__(self, opts: Options) -> None:
         self.opts = opts
-        self.tick_s = _tick_ms(opts) / 1000.0
-        self.config = Config(
-            node_id=opts.id,
-            peers=list(opts.peers),
-            election_ticks=max(2, round(opts.election_timeout_ms / (self.tick_s * 1000))),
-            heartbeat_ticks=max(1, round(opts.heartbeat_ms / (self.tick_s * 1000))),
-            snapshot_every=opts.snapshot_every,
-            classic=opts.classic,
-            bugs=frozenset(opts.bugs),
-        )
+        self.tick_s = tick_seconds(opts)
+        self.config = replica_config(opts)
         self.core: Replica | None = None
         self.wal = WAL(opts.data_dir)
         # One worker: every write to the log goes through it, in order (the loop writes only
@@ -852,6 +844,25 @@ def peer_user_timeout_ms(opts: Options) -> int:
     """How long data sent to a peer may stay unacknowledged before the link is dropped and
     re-dialled: well above any round trip the delay faults make, well below a partition."""
     return max(1000, 3 * opts.election_timeout_ms)
+
+
+def replica_config(opts: Options) -> Config:
+    """The core's configuration for these options (timeouts counted in ticks)."""
+    tick_ms = _tick_ms(opts)
+    return Config(
+        node_id=opts.id,
+        peers=list(opts.peers),
+        election_ticks=max(2, round(opts.election_timeout_ms / tick_ms)),
+        heartbeat_ticks=max(1, round(opts.heartbeat_ms / tick_ms)),
+        snapshot_every=opts.snapshot_every,
+        classic=opts.classic,
+        bugs=frozenset(opts.bugs),
+    )
+
+
+def tick_seconds(opts: Options) -> float:
+    """How often the driver ticks the core."""
+    return _tick_ms(opts) / 1000.0
 
 
 def _tick_ms(opts: Options) -> int:

@@ -18,6 +18,7 @@ real one does after SIGCONT.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import random
@@ -28,7 +29,8 @@ from harness.backends.sim.disk import SimDisk
 from harness.backends.sim.loop import VirtualLoop
 from node import protocol
 from node.cli import Options
-from node.core import Config, Ready, Replica, fmt_ballot
+from node.core import Ready, Replica, fmt_ballot
+from node.server import replica_config, tick_seconds
 
 Edge = tuple[str, str]
 _encode = json.JSONEncoder(separators=(",", ":")).encode
@@ -67,14 +69,9 @@ class Pending:
 class SimNode:
     def __init__(self, cluster: SimCluster, node: str, opts: Options) -> None:
         self.cluster, self.id, self.opts = cluster, node, opts
-        self.tick_s = max(1, min(10, opts.heartbeat_ms // 2 or 1,
-                                 opts.election_timeout_ms // 10)) / 1000
-        self.config = Config(
-            node_id=node, peers=list(opts.peers),
-            election_ticks=max(2, round(opts.election_timeout_ms / (self.tick_s * 1000))),
-            heartbeat_ticks=max(1, round(opts.heartbeat_ms / (self.tick_s * 1000))),
-            snapshot_every=opts.snapshot_every, classic=opts.classic,
-            bugs=frozenset(opts.bugs))
+        # The real driver's tick and the core's configuration, from the same options.
+        self.tick_s = tick_seconds(opts)
+        self.config = replica_config(opts)
         self.buggy = "reply-before-fsync" in opts.bugs
         self.disk = SimDisk()
         self.core: Replica | None = None
@@ -85,7 +82,7 @@ class SimNode:
         self.writing: Ready | None = None
         self.kicked = False
         self.pending: set[Pending] = set()
-        self.timeouts: list[Pending] = []
+        self.timeouts: collections.deque[Pending] = collections.deque()  # by deadline
         # Requests that reached it while it was paused: their connections die with it too.
         self.inbox: list[asyncio.Future] = []
         self.incarnation = 0   # timers of an earlier process never fire in a later one
@@ -198,7 +195,7 @@ class SimNode:
 
     def expire(self, now: float) -> None:
         while self.timeouts and self.timeouts[0].deadline <= now:
-            p = self.timeouts.pop(0)
+            p = self.timeouts.popleft()
             if not p.done:
                 assert self.core is not None
                 self.core.cancel(p)

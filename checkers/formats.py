@@ -16,6 +16,7 @@ Formats:
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -27,6 +28,7 @@ from typing import IO, Any
 
 import edn_format
 
+from checkers import edn_fast
 from checkers.history import OP_TYPES, History, HistoryError, LimitReached, validate_op
 
 FORMATS = ("jsonl", "edn", "porcupine", "porcupine-etcd", "porcupine-kv")
@@ -275,14 +277,58 @@ def _scan_forms(text: str, start: int = 0, end: int | None = None, line: int = 1
 
 
 def parse_edn(text: str, deadline: float | None = None) -> History:
+    values = edn_fast.loads_all(text)
+    if values is not None:
+        try:
+            return _edn_history(text, values, deadline)
+        except HistoryError:
+            pass  # the slow path below says which line is wrong
+    return _parse_edn_slowly(text, deadline)
+
+
+def _edn_history(text: str, values: list[Any], deadline: float | None) -> History:
+    """The history of the fast reader's values; its ops' lines are found only if asked for."""
+    if len(values) == 1 and isinstance(values[0], list):
+        values = values[0]  # one vector of ops (Knossos test data): its elements are the ops
+    if not all(type(v) is dict for v in values):
+        raise HistoryError("expected an op map")
+    ops = values
+    if not all(type(k) is str for v in ops for k in v):
+        ops = [{k if type(k) is str else str(k): x for k, x in v.items()} for v in ops]
+    # what validate_op checks, in bulk (edn_fast bounds how deeply values nest)
+    try:
+        types = set(map(dict.get, ops, itertools.repeat("type")))
+        fs = set(map(type, map(dict.get, ops, itertools.repeat("f"))))
+        fine = types <= _OP_TYPES and fs <= {str} and \
+            all(map(dict.__contains__, ops, itertools.repeat("process")))
+    except TypeError:  # an unhashable type
+        fine = False
+    if not fine:
+        for i, op in enumerate(ops):
+            validate_op(op, i)
+    for i, op in enumerate(ops):
+        if "index" not in op:
+            op["index"] = i
+    _tick(0, deadline)
+    return History(ops=ops, format="edn",
+                   line_finder=lambda: [ln for _, _, ln in _edn_forms(text)[0]])
+
+
+_OP_TYPES = frozenset(OP_TYPES)
+
+
+def _edn_forms(text: str) -> tuple[list[tuple[int, int, int]], str]:
+    """The op forms of EDN text (a top-level vector's elements, else the top-level forms),
+    and the text they are parsed from."""
     forms = _scan_forms(text)
     if len(forms) == 1 and text[forms[0][0]] in "[(":
         s, e, ln = forms[0]
-        # one vector of ops (Knossos test data): its elements are the ops
-        forms = _scan_forms(text, s + 1, e - 1, ln)
-        inner = text[s + 1 : e - 1]
-    else:
-        inner = text
+        return _scan_forms(text, s + 1, e - 1, ln), text[s + 1 : e - 1]
+    return forms, text
+
+
+def _parse_edn_slowly(text: str, deadline: float | None = None) -> History:
+    forms, inner = _edn_forms(text)
     values: list[Any] | None = None
     if forms:
         try:

@@ -15,6 +15,7 @@ failed cas; nothing ever guesses it from an error name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,9 +87,16 @@ class History:
     # defaults implied by the format: {"model": name, "initial": value}
     defaults: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # finds `lines` when a reader left them out to be fast (called on the first error)
+    line_finder: Callable[[], list[int]] | None = None
 
     def error_at(self, exc: HistoryError) -> HistoryError:
         """The same error, with the file and line filled in from this history."""
+        if not self.lines and self.line_finder is not None:
+            try:
+                self.lines = self.line_finder()
+            except HistoryError:
+                pass
         line = exc.line
         if line is None and exc.index is not None and 0 <= exc.index < len(self.lines):
             line = self.lines[exc.index]

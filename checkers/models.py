@@ -16,6 +16,13 @@ Which ops constrain the search:
   other than `from`.
 - `info` (or never completed): may take effect at any point after its invocation, or never. An
   info read has no effect and no known output, so it is dropped.
+
+Two semantics (`Model.knossos`). Ours, for DESIGN.md's JSONL: a read that returned null saw
+the key absent, and a failed cas marked `compare_failed` ran. Knossos's (`knossos/model.clj`),
+for Jepsen's EDN histories: a read of nil is "value unknown" and always legal, every `:fail`
+did not happen, an `:ok` op's value is its completion's, and an `:info` op keeps its
+invocation's value (so an info dequeue of nil can only take a nil off the queue).
+The models only Knossos has (mutex, multi-register, unordered-queue) follow its rules always.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from checkers.history import HistoryError, Operation
+from checkers.history import History, HistoryError, Operation
 
 # Op kinds of the compiled form; the search switches on them.
 READ, WRITE, CAS, CAS_FAILED, CAS_ANY, APPEND, GENERIC = range(7)
@@ -92,6 +99,10 @@ class Model:
     initial: Any = None
     # check each key on its own (each key an independent object of this model)
     split_by_key = True
+    # Knossos's semantics (see the module's docstring) rather than ours
+    knossos = False
+    # the operations it knows, for refusals that name a model that does
+    fs: tuple[str, ...] = ()
 
     def compile(self, ops: list[Operation]) -> Compiled:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -101,10 +112,17 @@ class Model:
         return ""
 
     def _unknown_f(self, op: Operation) -> HistoryError:
+        others = [name for name, factory in MODELS.items() if op.f in factory().fs]
+        hint = f"; {', '.join(others)} {'has' if len(others) == 1 else 'have'} it" \
+            f" (--model {others[0]})" if others else ""
         return HistoryError(
-            f"model {self.name} has no operation {op.f!r} (process {op.process})",
+            f"model {self.name} has no operation {op.f!r} (process {op.process}){hint}",
             index=op.call,
         )
+
+    def _value(self, op: Operation) -> Any:
+        """The op's argument: under Knossos an ok op's value is its completion's."""
+        return op.output if self.knossos and op.status == "ok" else op.value
 
 
 def _hashable(v: Any) -> Any:
@@ -132,6 +150,7 @@ class RegisterModel(Model):
         self.initial = initial
         self.cas = cas
         self.allow_append = append
+        self.fs = READS + WRITES + (("cas",) if cas else ()) + (("append",) if append else ())
 
     def compile(self, ops: list[Operation]) -> Compiled:
         values: list[Any] = []
@@ -155,21 +174,22 @@ class RegisterModel(Model):
         b: list[Any] = []
         definite: list[bool] = []
         has_append = False
+        knossos = self.knossos
         for op in ops:
             st = op.status
-            if st == "fail" and not op.compare_failed:
+            if st == "fail" and (knossos or not op.compare_failed):
                 continue  # did not happen
             f = op.f
             try:
                 if f in READS:
-                    if st != "ok":
+                    if st != "ok" or (knossos and op.output is None):
                         continue  # unknown output and no effect: no constraint at all
                     k, x, y = READ, intern(op.output), None
                 elif f in WRITES:
-                    k, x, y = WRITE, intern(op.value), None
+                    k, x, y = WRITE, intern(self._value(op)), None
                 elif f == "cas" and self.cas:
-                    frm, to = _cas_args(op)
-                    if op.compare_failed:
+                    frm, to = _cas_args(op, self._value(op))
+                    if op.compare_failed and not knossos:
                         k, x, y = CAS_FAILED, intern(frm), None
                     elif st == "ok":
                         k, x, y = CAS, intern(frm), intern(to)
@@ -224,8 +244,9 @@ class RegisterModel(Model):
         return "nothing"
 
 
-def _cas_args(op: Operation) -> tuple[Any, Any]:
-    v = op.value
+def _cas_args(op: Operation, v: Any = _UNSET) -> tuple[Any, Any]:
+    if v is _UNSET:
+        v = op.value
     if not isinstance(v, (list, tuple)) or len(v) != 2:
         raise HistoryError(f"cas value must be [from, to], got {v!r}", index=op.call)
     return v[0], v[1]
@@ -239,6 +260,7 @@ class SetModel(Model):
     """A set: `add` an element; `read` returns all elements (any order)."""
 
     name = "set"
+    fs = ("add",) + READS
 
     def __init__(self, initial: Any = None) -> None:
         self.initial = initial
@@ -254,15 +276,18 @@ class SetModel(Model):
             if op.status == "fail":
                 continue
             if op.f == "add":
-                payload = (True, frozenset([_hashable(op.value)]))
+                payload = (True, frozenset([_hashable(self._value(op))]))
             elif op.f in READS:
                 if op.status != "ok":
                     continue
-                if not isinstance(op.output, (list, tuple)):
+                if self.knossos and op.output is None:
+                    payload = (False, None)  # Knossos: a set never equals nil
+                elif not isinstance(op.output, (list, tuple)):
                     raise HistoryError(
                         f"a set read must return a list, got {op.output!r}", index=op.call
                     )
-                payload = (False, frozenset(_hashable(x) for x in op.output))
+                else:
+                    payload = (False, frozenset(_hashable(x) for x in op.output))
             else:
                 raise self._unknown_f(op)
             kept.append(op)
@@ -275,7 +300,10 @@ class SetModel(Model):
 
     def requirement(self, c: Compiled, i: int) -> str:
         p = c.a[i]
-        return "nothing" if p[0] else f"the set to be exactly {_sorted_list(p[1])}"
+        if p[0]:
+            return "nothing"
+        return "a set equal to nil (never)" if p[1] is None else \
+            f"the set to be exactly {_sorted_list(p[1])}"
 
 
 def _sorted_list(s: Any) -> list:
@@ -289,17 +317,21 @@ class QueueModel(Model):
     """A FIFO queue: `enqueue` a value; `dequeue` returns the head (null when empty)."""
 
     name = "queue"
+    fs = ("enqueue", "dequeue")
 
-    def __init__(self, initial: Any = None) -> None:
+    def __init__(self, initial: Any = None, name: str = "queue") -> None:
         self.initial = initial
+        self.name = name
 
     def compile(self, ops: list[Operation]) -> Compiled:
+        knossos = self.knossos
+
         def step(state: tuple, p: tuple) -> Any:
             what, v = p
             if what == 0:  # enqueue
                 return state + (v,)
             if what == 1:  # dequeue with a known output
-                if v is None:
+                if v is None and not knossos:
                     return state if not state else ILLEGAL
                 return state[1:] if state and state[0] == v else ILLEGAL
             return state[1:]  # dequeue whose output is unknown (info)
@@ -309,9 +341,14 @@ class QueueModel(Model):
             if op.status == "fail":
                 continue
             if op.f == "enqueue":
-                payload = (0, _hashable(op.value))
+                payload = (0, _hashable(self._value(op)))
             elif op.f == "dequeue":
-                payload = (1, _hashable(op.output)) if op.status == "ok" else (2, None)
+                if op.status == "ok":
+                    payload = (1, _hashable(op.output))
+                elif knossos:
+                    payload = (1, _hashable(op.value))  # Knossos keeps the invocation's value
+                else:
+                    payload = (2, None)
             else:
                 raise self._unknown_f(op)
             kept.append(op)
@@ -320,14 +357,16 @@ class QueueModel(Model):
             definite.append(op.status == "ok")
         init = tuple(_hashable(x) for x in (self.initial or ()))
         # a dequeue that returned nothing only observes the queue is empty
-        observers = [p[0] == 1 and p[1] is None for p in a]
+        observers = [p[0] == 1 and p[1] is None and not knossos for p in a]
         return Compiled(kept, kind, a, [None] * len(kept), definite, init, step, None, list,
                         generic_observer=observers)
 
     def requirement(self, c: Compiled, i: int) -> str:
         what, v = c.a[i]
         if what == 1:
-            return "an empty queue" if v is None else f"{v!r} at the head of the queue"
+            if v is None and not self.knossos:
+                return "an empty queue"
+            return f"{_show(v)} at the head of the queue"
         return "nothing"
 
 
@@ -338,6 +377,7 @@ class MapModel(Model):
 
     name = "map"
     split_by_key = False
+    fs = READS + WRITES + ("cas", "append")
 
     def __init__(self, initial: Any = None) -> None:
         self.initial = initial
@@ -369,20 +409,22 @@ class MapModel(Model):
             return state[:k] + (new,) + state[k + 1:]
 
         kept, kind, a, definite = [], [], [], []
+        knossos = self.knossos
         for op in ops:
             st = op.status
-            if st == "fail" and not op.compare_failed:
+            if st == "fail" and (knossos or not op.compare_failed):
                 continue
             k = keys[_hashable(op.key)]
             if op.f in READS:
-                if st != "ok":
+                if st != "ok" or (knossos and op.output is None):
                     continue
                 payload = (READ, k, _hashable(op.output), None)
             elif op.f in WRITES:
-                payload = (WRITE, k, _hashable(op.value), None)
+                payload = (WRITE, k, _hashable(self._value(op)), None)
             elif op.f == "cas":
-                frm, to = _cas_args(op)
-                what = CAS_FAILED if op.compare_failed else CAS if st == "ok" else CAS_ANY
+                frm, to = _cas_args(op, self._value(op))
+                what = CAS_FAILED if op.compare_failed and not knossos else \
+                    CAS if st == "ok" else CAS_ANY
                 payload = (what, k, _hashable(frm), _hashable(to))
             elif op.f == "append" and isinstance(op.value, str):
                 payload = (APPEND, k, op.value, None)
@@ -414,22 +456,214 @@ class MapModel(Model):
         return "nothing"
 
 
+class MutexModel(Model):
+    """Knossos's mutex: `acquire` needs it free, `release` needs it held. Starts free."""
+
+    name = "mutex"
+    fs = ("acquire", "release")
+
+    def __init__(self, initial: Any = None) -> None:
+        self.initial = bool(initial)
+
+    def compile(self, ops: list[Operation]) -> Compiled:
+        def step(locked: bool, acquire: bool) -> Any:
+            return ILLEGAL if locked == acquire else acquire
+
+        kept, kind, a, definite = [], [], [], []
+        for op in ops:
+            if op.status == "fail":
+                continue
+            if op.f not in self.fs:
+                raise self._unknown_f(op)
+            kept.append(op)
+            kind.append(GENERIC)
+            a.append(op.f == "acquire")
+            definite.append(op.status == "ok")
+        return Compiled(kept, kind, a, [None] * len(kept), definite, self.initial, step, None,
+                        lambda locked: "held" if locked else "free")
+
+    def requirement(self, c: Compiled, i: int) -> str:
+        return "the mutex to be free" if c.a[i] else "the mutex to be held"
+
+
+class MultiRegisterModel(Model):
+    """Knossos's multi-register: `txn` ops whose value is a list of `[f, key, value]` with f
+    `read` or `write`, applied in order to one map of registers. A read of nil is always
+    legal; an ok txn's reads are its completion's; `initial` maps keys to values (absent
+    keys hold nil)."""
+
+    name = "multi-register"
+    split_by_key = False
+    fs = ("txn",)
+
+    def __init__(self, initial: Any = None) -> None:
+        self.initial = initial
+
+    def compile(self, ops: list[Operation]) -> Compiled:
+        init = self.initial if self.initial is not None else {}
+        if not isinstance(init, dict):
+            raise HistoryError(
+                f"the initial value of a multi-register is a map of keys to values, not {init!r}"
+            )
+        keys: dict[Any, int] = {}
+
+        def key_id(k: Any) -> int:
+            h = _hashable(k)
+            try:
+                return keys.setdefault(h, len(keys))
+            except TypeError:
+                raise HistoryError(f"key {k!r} cannot be compared") from None
+
+        start = {key_id(k): _hashable(v) for k, v in init.items()}
+        kept, kind, a, definite = [], [], [], []
+        for op in ops:
+            if op.status == "fail":
+                continue
+            if op.f != "txn":
+                raise self._unknown_f(op)
+            txn = op.output if op.status == "ok" else op.value
+            if not isinstance(txn, (list, tuple)):
+                raise HistoryError(f"a txn's value is a list of [f, key, value], got {txn!r}",
+                                   index=op.call)
+            micro = []
+            for m in txn:
+                if not isinstance(m, (list, tuple)) or len(m) != 3 or m[0] not in READS + WRITES:
+                    raise HistoryError(
+                        f"a txn's element is [read|write, key, value], got {m!r}", index=op.call
+                    )
+                f, k, v = m
+                if f in READS and v is None:
+                    continue  # Knossos: a nil read is always legal
+                micro.append((f in WRITES, key_id(k), _hashable(v)))
+            kept.append(op)
+            kind.append(GENERIC)
+            a.append(tuple(micro))
+            definite.append(op.status == "ok")
+        n = len(keys)
+        initial_state = tuple(start.get(i) for i in range(n))
+
+        def step(state: tuple, micro: tuple) -> Any:
+            cur = state
+            for write, k, v in micro:
+                if write:
+                    if cur[k] != v:
+                        cur = cur[:k] + (v,) + cur[k + 1:]
+                elif cur[k] != v:
+                    return ILLEGAL
+            return cur
+
+        names = list(keys)
+
+        def decode(state: tuple) -> dict:
+            return {str(names[i]): v for i, v in enumerate(state)}
+
+        observers = [all(not w for w, _, _ in micro) for micro in a]
+        return Compiled(kept, kind, a, [None] * len(kept), definite, initial_state, step, None,
+                        decode, values=names, generic_observer=observers)
+
+    def requirement(self, c: Compiled, i: int) -> str:
+        reads = [f"{c.values[k]!r} = {_show(v)}" for w, k, v in c.a[i] if not w]
+        return "registers holding " + ", ".join(reads) if reads else "nothing"
+
+
+class UnorderedQueueModel(Model):
+    """Knossos's unordered queue: `dequeue` takes any enqueued element, which must be there."""
+
+    name = "unordered-queue"
+    fs = ("enqueue", "dequeue")
+
+    def __init__(self, initial: Any = None) -> None:
+        self.initial = initial
+
+    def compile(self, ops: list[Operation]) -> Compiled:
+        def step(state: frozenset, p: tuple) -> Any:
+            enqueue, v = p
+            counts = dict(state)
+            if enqueue:
+                counts[v] = counts.get(v, 0) + 1
+            else:
+                n = counts.get(v, 0)
+                if n == 0:
+                    return ILLEGAL
+                if n == 1:
+                    del counts[v]
+                else:
+                    counts[v] = n - 1
+            return frozenset(counts.items())
+
+        kept, kind, a, definite = [], [], [], []
+        for op in ops:
+            if op.status == "fail":
+                continue
+            if op.f not in self.fs:
+                raise self._unknown_f(op)
+            value = op.output if op.f == "dequeue" and op.status == "ok" else self._value(op)
+            kept.append(op)
+            kind.append(GENERIC)
+            a.append((op.f == "enqueue", _hashable(value)))
+            definite.append(op.status == "ok")
+        counts: dict[Any, int] = {}
+        for x in self.initial or ():
+            counts[_hashable(x)] = counts.get(_hashable(x), 0) + 1
+        return Compiled(kept, kind, a, [None] * len(kept), definite,
+                        frozenset(counts.items()), step, None,
+                        lambda s: sorted((repr(v) for v, n in s for _ in range(n))))
+
+    def requirement(self, c: Compiled, i: int) -> str:
+        enqueue, v = c.a[i]
+        return "nothing" if enqueue else f"{_show(v)} among the queued elements"
+
+
 MODELS: dict[str, Callable[..., Model]] = {
     "register": lambda initial=None: RegisterModel("register", initial, cas=False),
     "cas-register": lambda initial=None: RegisterModel("cas-register", initial, cas=True),
     "kv": lambda initial=None: RegisterModel("kv", initial, cas=True, append=True),
     "set": lambda initial=None: SetModel(initial),
     "queue": lambda initial=None: QueueModel(initial),
+    "fifo-queue": lambda initial=None: QueueModel(initial, "fifo-queue"),
+    "unordered-queue": lambda initial=None: UnorderedQueueModel(initial),
     "map": lambda initial=None: MapModel(initial),
+    "mutex": lambda initial=None: MutexModel(initial),
+    "multi-register": lambda initial=None: MultiRegisterModel(initial),
 }
 
+# the model `harness check` picks when none is given, by the operations a history has
+_BY_OPERATION = (("txn", "multi-register"), ("acquire", "mutex"), ("release", "mutex"),
+                 ("enqueue", "queue"), ("dequeue", "queue"), ("add", "set"))
 
-def get(name: str, initial: Any = _UNSET) -> Model:
-    """A model by name (see MODELS); `initial` overrides its initial state."""
+
+def infer(fs: set[str], keyed: bool) -> str:
+    """The model for a history with operations `fs` (keyed: its ops name keys)."""
+    for f, name in _BY_OPERATION:
+        if f in fs:
+            return name
+    if "append" in fs or keyed:
+        return "kv"
+    return "cas-register"
+
+
+def get(name: str, initial: Any = _UNSET, *, knossos: bool = False) -> Model:
+    """A model by name (see MODELS); `initial` overrides its initial state; `knossos` judges
+    by Knossos's semantics (for Jepsen's EDN histories; see the module's docstring)."""
     try:
         factory = MODELS[name]
     except KeyError:
         raise ValueError(
             f"unknown model {name!r} (expected one of {', '.join(MODELS)})"
         ) from None
-    return factory() if initial is _UNSET else factory(initial)
+    m = factory() if initial is _UNSET else factory(initial)
+    m.knossos = knossos
+    return m
+
+
+def for_history(hist: History, name: str | None = None, initial: Any = _UNSET) -> Model:
+    """The model to check `hist` with: `name`, else its format's, else inferred from its
+    operations; judged by Knossos's semantics when the history is Jepsen's EDN."""
+    if name is None:
+        name = hist.defaults.get("model")
+    if name is None:
+        fs = {op.get("f") for op in hist.ops if op.get("process") != "nemesis"}
+        name = infer(fs, any(op.get("key") is not None for op in hist.ops))
+    if initial is _UNSET:
+        initial = hist.defaults.get("initial")
+    return get(name, initial, knossos=hist.format == "edn")

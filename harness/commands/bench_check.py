@@ -1,9 +1,13 @@
 """`harness bench-check [DIR...]`: time the linearizability checker over a corpus directory.
 
 Prints one line per file (parse and check seconds, verdict, configurations explored, and the
-expected verdict when the directory has an EXPECTED.csv), then per subdirectory the total
-check time and the slowest file, and the peak memory (maximum RSS of this process, which
-bounds every file's).
+expected verdict when the directory has an EXPECTED.csv, or when the file lies under a folder
+named `good` or `bad`, as Knossos labels its data), then per subdirectory the total check time
+and the slowest file, the peak memory (maximum RSS of this process, which bounds every file's),
+and in words how many verdicts matched.
+
+Exit status: 0 every expected verdict matched, 1 some verdict differs, 2 none differs but some
+are unknown (a time limit, or nothing to check), 3 bad input.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--model", choices=sorted(models.MODELS), help="override the model")
     parser.add_argument("--format", choices=formats.FORMATS, help="override the format")
+    parser.add_argument("--initial", metavar="VALUE",
+                        help="initial value of each object, as JSON (default: the format's, "
+                        "else null); Knossos's own tests check its cas-register data with 0")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="check each file N times and keep the fastest (default 1)")
     parser.add_argument("--time-limit", type=float, default=60.0, metavar="S")
@@ -105,12 +112,9 @@ def _expected(root: Path) -> dict[str, bool]:
 
 
 def _check(hist: Any, args: argparse.Namespace) -> dict[str, Any]:
-    name = args.model or hist.defaults.get("model") or (
-        "kv" if any(op.get("key") is not None for op in hist.ops) else "cas-register"
-    )
     return linearizability.check(
         hist.ops,
-        models.get(name, hist.defaults.get("initial")),
+        models.for_history(hist, args.model, *args.initial),
         time_limit=args.time_limit,
         explain=False,
     )
@@ -125,6 +129,13 @@ def run(args: argparse.Namespace) -> int:
         print("harness bench-check: no DIR given, and this installation has no default corpus "
               "(it is tests/corpora/porcupine in the source repository)", file=sys.stderr)
         return 3
+    if args.initial is None:
+        args.initial = ()
+    else:
+        try:
+            args.initial = (json.loads(args.initial),)
+        except ValueError:
+            args.initial = (args.initial,)  # a bare word is a string value
     targets = [Path(d) for d in args.dirs] or [_default_corpus()]
     for t in targets:
         if not t.exists():
@@ -136,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         return 3
     expected: dict[Path, dict[str, bool]] = {}
     groups: dict[str, list[dict[str, Any]]] = {}
-    mismatches = compared = 0
+    mismatches = compared = unknowns = 0
     # The checker's modules load on first use: pay that before the first file is timed.
     linearizability.check([], models.get("cas-register", None), time_limit=1.0, explain=False)
     for path, root in files:
@@ -169,11 +180,13 @@ def run(args: argparse.Namespace) -> int:
             "ops": result["ops"],
             "configurations": result["configurations"],
         }
-        exp = expected[root].get(rel)
+        exp = expected[root].get(rel, _label(rel))
         if exp is not None:
             row["expected"] = exp
             compared += 1
-            if result["valid"] is not exp:
+            if result["valid"] == "unknown":
+                unknowns += 1
+            elif result["valid"] is not exp:
                 mismatches += 1
         if args.per_file_memory:
             gc.collect()
@@ -186,16 +199,20 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(row), flush=True)
         elif not args.quiet:
-            mark = "" if exp is None or result["valid"] is exp else "  MISMATCH"
+            mark = "" if exp is None or result["valid"] is exp else \
+                "  (expected " + _VERDICT[exp] + ")" if result["valid"] == "unknown" else \
+                "  MISMATCH"
             mem = f" {row['peak_heap_mb']:8.2f} MB" if args.per_file_memory else ""
             print(
                 f"{rel:32} parse {parse_s:7.4f} s  check {best:8.4f} s  "
-                f"{str(result['valid']):7} {result['configurations']:>9} conf{mem}{mark}",
+                f"{_VERDICT[result['valid']]:7} {result['configurations']:>9} conf{mem}{mark}",
                 flush=True,
             )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     summary: dict[str, Any] = {"groups": {}, "peak_rss_mb": round(peak_mb, 1),
-                               "mismatches": mismatches, "compared": compared}
+                               "mismatches": mismatches, "compared": compared,
+                               "unknown": unknowns,
+                               "matched": compared - mismatches - unknowns}
     for g, rows in groups.items():
         slow = max(rows, key=lambda r: r["check_seconds"])
         info = {
@@ -222,7 +239,26 @@ def run(args: argparse.Namespace) -> int:
             )
         print(f"peak memory (max RSS of this process): {summary['peak_rss_mb']} MB")
         if compared:
-            print(f"{compared} verdict(s) compared with EXPECTED.csv, {mismatches} differ")
+            matched = compared - mismatches - unknowns
+            text = (f"{matched} of {compared} verdicts matched the expected ones"
+                    f"{'' if matched == compared else ', ' + str(mismatches) + ' differ'}")
+            if unknowns:
+                text += f", {unknowns} unknown (no verdict: a time limit, or nothing to check)"
+            print(text)
         else:
-            print("no verdict compared: no EXPECTED.csv names these files")
-    return 1 if mismatches else 0
+            print("no verdict compared: no EXPECTED.csv names these files, and none lies "
+                  "under a folder named good or bad")
+    return 1 if mismatches else 2 if unknowns else 0
+
+
+_VERDICT = {True: "valid", False: "INVALID", "unknown": "unknown"}
+
+
+def _label(rel: str) -> bool | None:
+    """The verdict a file's folder promises (Knossos's data: good/ and bad/), if any."""
+    parts = rel.split("/")[:-1]
+    if "good" in parts:
+        return True
+    if "bad" in parts:
+        return False
+    return None

@@ -26,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         choices=sorted(models.MODELS),
-        help="sequential model (default: the format's, else kv when ops have keys, else "
-        "cas-register); every model checks each key on its own",
+        help="sequential model (default: the format's, else by the operations: txn "
+        "multi-register, acquire/release mutex, enqueue/dequeue queue, add set, keys or append "
+        "kv, else cas-register); EDN histories are judged by Knossos's rules",
     )
     parser.add_argument(
         "--format",
@@ -77,14 +78,11 @@ def check_file(
     except LimitReached as exc:
         return {"valid": "unknown", "reason": str(exc), "ops": 0, "keys": 0, "model": model or "-",
                 "seconds": round(time.monotonic() - t0, 6)}
-    name = model or hist.defaults.get("model")
-    if name is None:
-        name = "kv" if any(op.get("key") is not None for op in hist.ops) else "cas-register"
-    init = initial if initial_given else hist.defaults.get("initial")
     try:
+        m = models.for_history(hist, model, *((initial,) if initial_given else ()))
         result = linearizability.check(
             hist.ops,
-            models.get(name, init),
+            m,
             time_limit=max(0.0, time_limit - (time.monotonic() - t0)),
             memory_limit_mb=memory_limit_mb,
             all_keys=all_keys,
@@ -92,6 +90,7 @@ def check_file(
     except HistoryError as exc:
         raise hist.error_at(exc) from None
     result["format"] = hist.format
+    result["semantics"] = "knossos" if m.knossos else "harness"
     result["check_seconds"] = result["seconds"]
     result["seconds"] = round(time.monotonic() - t0, 6)
     if hist.warnings:

@@ -1,0 +1,169 @@
+"""A fast reader for the subset of EDN that Jepsen and Knossos write.
+
+edn_format parses about 0.3 MB/s (a character at a time, in Python); a Jepsen history of a
+few MB then takes seconds to read and a fraction of that to check. This reader rewrites the
+text into JSON with a handful of whole-text regular-expression passes and parses that with the
+json module's C scanner, then turns the marked lists back into maps and sets.
+
+The subset: maps, vectors, lists, sets, keywords, integers, floats, strings (with the escapes
+JSON shares), nil, true, false, comments, and the record tags `#jepsen.history.Op` and
+`#knossos.op.Op`. Anything else (symbols, characters, other tags, big or ratio numbers,
+octal escapes, a map with an odd count) makes `loads_all` return None and the caller uses
+edn_format. The values it gives are those formats._from_edn makes of edn_format's: keywords
+become their names, sets sorted lists, lists and vectors lists. tests/checkers check that both
+agree on every corpus file and on random EDN.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from typing import Any
+
+_MAP, _SET = "{", "#"  # markers heading a map's or a set's list: no keyword or string is one
+_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# a string, a set's opening, a bracket, a comment, an atom (keyword, number, symbol, tag), or a
+# stray character (an unterminated string's quote)
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|#\{|[\[\](){}]|;[^\n]*|[^\s,\[\](){}";]+|[^\s,]', re.S)
+# what each fixed token becomes; \x00 marks the commas that the join puts after an opening and
+# before a closing bracket, which JSON does not allow
+_FIXED = {
+    "{": '["{"', "#{": '["#"', "[": "[\x00", "(": "[\x00",
+    "}": "\x00]", "]": "\x00]", ")": "\x00]",
+    "nil": "null", "true": "true", "false": "false", "null": "\x00",  # null: a symbol
+    "#jepsen.history.Op": "", "#knossos.op.Op": "",
+}
+_ESCAPE = re.compile(r'\\(?:[^"\\bfnrtu]|u(?![0-9a-fA-F]{4}))')
+
+
+# No value this reader gives nests deeper (history.MAX_VALUE_DEPTH counts a value's own
+# levels; the op map and a top-level vector add two).
+MAX_DEPTH = 64
+_BRACKETS_ONLY = re.compile(r'"(?:[^"\\]|\\.)*"|[^\[\]]+', re.S)
+_DELTA = {ord("["): 1, ord("]"): -1}
+
+
+def _depth(joined: str) -> int:
+    """How deeply the brackets of JSON text nest (strings skipped)."""
+    brackets = _BRACKETS_ONLY.sub("", joined)
+    if brackets.count("[") <= MAX_DEPTH:
+        return brackets.count("[")
+    return max(itertools.accumulate(map(_DELTA.__getitem__, brackets.encode())), default=0)
+
+
+class _NotSubset(Exception):
+    pass
+
+
+def loads_all(text: str) -> list[Any] | None:
+    """The top-level values of EDN `text`, or None when it is outside the subset."""
+    if _FORBIDDEN.search(text):
+        return None
+    tokens = _TOKEN.findall(text)
+    # each distinct token is translated once: a history repeats its keywords endlessly
+    fixed = _FIXED.get
+    as_json = {t: fixed(t) or ('"' + t[1:] + '"' if t[0] == ":" else t) for t in set(tokens)}
+    out = list(map(as_json.__getitem__, tokens))
+    if "\\" in text or ";" in text or "#" in text or '"' in text:
+        out = _careful(tokens, out)
+        if out is None:
+            return None
+    joined = ",".join(out).replace(",\x00]", "]").replace("[\x00,", "[").replace("[\x00]", "[]")
+    if "\x00" in joined or ",," in joined:
+        return None  # a bracket the tokens do not balance, or a tag that tags nothing
+    if _depth(joined) > MAX_DEPTH:
+        return None  # the slow path names the op that nests too deeply
+    try:
+        raw = json.loads("[" + joined + "]", strict=False, parse_constant=_constant)
+    except (ValueError, RecursionError, _NotSubset):
+        return None
+    try:
+        if '"' not in text and "#{" not in text and "compare-failed" not in text:
+            flat = _flat_ops(raw, joined.count('["{"'))
+            if flat is not None:
+                return flat
+        return [_build(v) if type(v) is list else v for v in raw]
+    except (_NotSubset, RecursionError, TypeError):  # TypeError: a collection as a key
+        return None
+
+
+def _flat_ops(raw: list, n_maps: int) -> list[Any] | None:
+    """Jepsen's usual history, built at C speed: op maps (alone or in one vector) whose
+    values hold no map, set or string, so that every other list is a vector as it is."""
+    ops = raw[0] if len(raw) == 1 and type(raw[0]) is list and raw[0][:1] != [_MAP] else raw
+    if len(ops) != n_maps:
+        return None  # a map inside a value, or something other than maps at the top
+    for o in ops:
+        if type(o) is not list or len(o) % 2 == 0 or o[0] != _MAP:
+            return None
+    built = [dict(zip(o[1::2], o[2::2], strict=True)) for o in ops]
+    return [built] if ops is not raw else built
+
+
+def _careful(tokens: list[str], out: list[str]) -> list[str] | None:
+    """Recheck the tokens a plain history lacks: strings, comments, tags, backslashes."""
+    kept = []
+    for t, o in zip(tokens, out, strict=True):
+        c = t[0]
+        if c == '"':
+            if len(t) < 2 or t[-1] != '"' or ("\\" in t and _ESCAPE.search(t)):
+                return None  # unterminated, or an escape JSON lacks (octal, a short \u)
+            o = '"\x01' + o[1:]  # a string, not a keyword: see _build
+        elif c == ";":
+            continue
+        elif "\\" in t or (c == "#" and o == t and t != "#{"):
+            return None  # a character literal, a tag other than Jepsen's, #_, ##Inf
+        if o:
+            kept.append(o)
+    return kept
+
+
+def _constant(name: str) -> Any:
+    raise _NotSubset  # NaN, Infinity: symbols in EDN
+
+
+def _decode(literal: str) -> str:
+    if "\\" in literal and _ESCAPE.search(literal):
+        raise _NotSubset  # an escape EDN has and JSON lacks (octal, \u without 4 digits)
+    try:
+        return json.loads(literal, strict=False)
+    except ValueError:
+        raise _NotSubset from None
+
+
+def _build(v: list) -> Any:
+    if not v:
+        return v
+    head = v[0]
+    if head == _MAP and type(head) is str:
+        if len(v) % 2 == 0:
+            raise _NotSubset  # an odd count of keys and values
+        out: dict[Any, Any] = {}
+        for i in range(1, len(v), 2):
+            k = v[i]
+            tk = type(k)
+            if tk is str:
+                if k[:1] == "\x01":
+                    k = k[1:]
+                elif k == "compare-failed":
+                    k = "compare_failed"  # as formats._edn_key names the keyword
+            elif tk is list:
+                raise _NotSubset  # a collection as a key: edn_format's business
+            x = v[i + 1]
+            tx = type(x)
+            out[k] = _build(x) if tx is list else x[1:] if tx is str and x[:1] == "\x01" else x
+        return out
+    if head == _SET and type(head) is str:
+        items = [_build(x) if type(x) is list else _plain(x) for x in v[1:]]
+        if any(isinstance(x, list | dict) for x in items):
+            raise _NotSubset  # a set of collections: its order is edn_format's
+        try:
+            return sorted(set(items))
+        except TypeError:
+            raise _NotSubset from None
+    return [_build(x) if type(x) is list else _plain(x) for x in v]
+
+
+def _plain(x: Any) -> Any:
+    return x[1:] if type(x) is str and x[:1] == "\x01" else x

@@ -198,18 +198,20 @@ def validate_op(op: Any, index: int) -> None:
                                index=index)
 
 
-def pair(ops: list[dict]) -> list[Operation]:
+def pair(ops: list[dict], validated: bool = False) -> list[Operation]:
     """Pair each invocation with its process's next completion.
 
     Nemesis events are skipped. An invocation that is never completed is `info` (it may have
     taken effect). A completion without an invocation, a second invocation while one is pending,
-    or a completion whose `f` differs from its invocation's is a HistoryError.
+    or a completion whose `f` differs from its invocation's is a HistoryError. `validated`:
+    a reader of formats.py already passed every op through validate_op.
     """
     pending: dict[Any, Operation] = {}
     out: list[Operation] = []
     for pos, op in enumerate(ops):
-        validate_op(op, pos)
-        if not is_client(op):
+        if not validated:
+            validate_op(op, pos)
+        if op["process"] == NEMESIS:
             continue
         proc = op["process"]
         try:

@@ -605,19 +605,21 @@ def check(
     initial: Any = _UNSET,
     explain: bool = True,
     all_keys: bool = False,
+    validated: bool = False,
 ) -> dict[str, Any]:
     """Check a history (DESIGN.md op dicts, in history order) for linearizability.
 
     The history is split by `key` and each key checked on its own (P-compositionality).
     Returns `{"valid": True | False | "unknown", "reason": str | None, ...}`; when invalid,
     `failure` explains the first failing key found (see explain.py); the search stops there
-    unless `all_keys`. `info` ops may take effect at any time after their invocation, or
+    unless `all_keys`; `validated`: the ops come from a reader of formats.py, which validated
+    each. `info` ops may take effect at any time after their invocation, or
     never; `fail` ops did not happen. Raises HistoryError when the
     history makes no sense (unpaired events, an op the model does not know).
     """
     budget = _Budget(time_limit, memory_limit_mb)
     m = _resolve_model(model, initial)
-    paired = pair(ops)
+    paired = pair(ops, validated)
     return _check_paired(paired, m, budget, explain, all_keys)
 
 

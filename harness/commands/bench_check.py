@@ -117,6 +117,7 @@ def _check(hist: Any, args: argparse.Namespace) -> dict[str, Any]:
         models.for_history(hist, args.model, *args.initial),
         time_limit=args.time_limit,
         explain=False,
+        validated=True,
     )
 
 

@@ -86,6 +86,7 @@ def check_file(
             time_limit=max(0.0, time_limit - (time.monotonic() - t0)),
             memory_limit_mb=memory_limit_mb,
             all_keys=all_keys,
+            validated=True,
         )
     except HistoryError as exc:
         raise hist.error_at(exc) from None

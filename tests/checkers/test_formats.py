@@ -88,6 +88,8 @@ def test_edn_vector_and_records(tmp_path):
  {:type :ok :f :cas :value [1 2] :process 3 :note #{1 2}}]"""
     hist = read(_write(tmp_path, "h.edn", text))
     assert len(hist.ops) == 5
+    # the fast reader finds the ops' lines only when an error needs one
+    assert hist.error_at(HistoryError("bad", index=3)).line == 4
     assert hist.lines == [1, 2, 3, 4, 5]
     assert hist.ops[2]["process"] == "nemesis"
     assert hist.ops[3]["value"] == [1, 2]

@@ -58,6 +58,19 @@ def explain_failure(
             "invoked before it completed could have written, and that is not the initial value"
             + _failed_writer(c.decode(c.a[fi]), group)
         )
+    elif outcome.stale is not None:
+        writer, over = outcome.stale
+        oop = c.ops[over]
+        wrote = ("the initial value" if writer < 0 else
+                 f"written by {c.ops[writer].describe()} (completed at op "
+                 f"{c.ops[writer].complete_index})")
+        message = (
+            f"{fop.describe()} (invoked at op {fop.invoke_index}, completed at op "
+            f"{fop.complete_index}) cannot be linearized: it needs {need}, {wrote}, which "
+            f"{oop.describe()} replaced (invoked at op {oop.invoke_index}, after every op "
+            f"that could write that value had completed, and completed at op "
+            f"{oop.complete_index}, before this op was invoked): a stale read"
+        )
     else:
         message = (
             f"{fop.describe()} (invoked at op {fop.invoke_index}, completed at op "
@@ -87,6 +100,11 @@ def explain_failure(
         "concurrent": [dict(op_json(i), in_prefix=i in in_prefix) for i in concurrent],
         "pending": [op_json(i) for i in pending],
     }
+    if outcome.stale is not None:
+        # the acknowledged op the stale read missed, and the write whose value it returned
+        failure["missed"] = op_json(outcome.stale[1])
+        if outcome.stale[0] >= 0:
+            failure["read_from"] = op_json(outcome.stale[0])
     failure["timeline"] = _timeline(c, fi, prefix, concurrent, pending, group)
     return failure
 

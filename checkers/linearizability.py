@@ -54,7 +54,7 @@ class _Budget:
 
 class _Outcome:
     __slots__ = ("valid", "reason", "configurations", "fail_op", "best_ops", "best_state",
-                 "cache_size", "unwritten")
+                 "cache_size", "unwritten", "stale")
 
     def __init__(self) -> None:
         self.valid: Any = True
@@ -66,6 +66,9 @@ class _Outcome:
         self.cache_size = 0
         # set when fail_op needs a value that no op invoked before it returned could write
         self.unwritten = False
+        # (last writer or -1 for the initial value, overwriter) when fail_op needs a value
+        # that a definite op overwrote after every op that could write it (_overwritten_value)
+        self.stale: tuple[int, int] | None = None
 
 
 def _entry_bytes(n_bits: int) -> int:
@@ -107,6 +110,58 @@ def _unwritten_value(c: Compiled) -> int:
             if worst_ret is None or op.ret < worst_ret:  # type: ignore[operator]
                 worst, worst_ret = i, op.ret
     return worst
+
+
+def _overwritten_value(c: Compiled) -> tuple[int, int, int] | None:
+    """A definite read (or cas) of a value v that a definite write or cas replaced after
+    every op that could write v had returned, and before the read was invoked:
+    (read, v's last writer or -1 for the initial value, the replacing op), else None.
+
+    Such a read is a stale read, and no linearization explains it: v's writers all take
+    effect before the replacing op, which takes effect before the read, and nothing puts v
+    back. (A replacing op invoked after v's last writer returned cannot itself write v.)
+    Like _unwritten_value, a cheap necessary condition for the register family that refutes
+    at once what the search would have to exhaust every order of the crashed ops to refute.
+    """
+    if c.step is not None or 5 in c.kind:
+        return None
+    ops, kind, A, B, definite = c.ops, c.kind, c.a, c.b, c.definite
+    inf = float("inf")
+    last: dict[Any, tuple[float, int]] = {c.init: (-1, -1)}  # value -> (last return, writer)
+    setters: list[tuple[int, int, int]] = []  # definite writes and cas: (call, return, op)
+    for i, op in enumerate(ops):
+        k = kind[i]
+        if k == 1 or k == 2 or k == 4:
+            v = A[i] if k == 1 else B[i]
+            ret = op.ret if definite[i] and op.ret is not None else inf
+            if ret > last.get(v, (-2, -1))[0]:
+                last[v] = (ret, i)
+            if ret != inf and k != 4:
+                setters.append((op.call, op.ret, i))  # type: ignore[arg-type]
+    if not setters:
+        return None
+    setters.sort()
+    calls = [x[0] for x in setters]
+    # suffix minimum of the setters' returns, by invocation: (return, op)
+    suffix: list[tuple[int, int]] = [(0, 0)] * len(setters)
+    best = (setters[-1][1], setters[-1][2])
+    for n in range(len(setters) - 1, -1, -1):
+        if setters[n][1] < best[0]:
+            best = (setters[n][1], setters[n][2])
+        suffix[n] = best
+    found: tuple[int, int, int] | None = None
+    found_ret = inf
+    for i, op in enumerate(ops):
+        k = kind[i]
+        if (k != 0 and k != 2) or not definite[i]:
+            continue
+        w = last.get(A[i])
+        if w is None or w[0] == inf:
+            continue  # unwritten (see _unwritten_value), or a crashed op may write it any time
+        n = bisect.bisect_right(calls, w[0])
+        if n < len(setters) and suffix[n][0] < op.call and op.ret < found_ret:  # type: ignore
+            found, found_ret = (i, w[1], suffix[n][1]), op.ret  # type: ignore[assignment]
+    return found
 
 
 def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Generator[
@@ -154,6 +209,13 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
         out.fail_op = bad
         out.best_state = c.init
         out.unwritten = True
+        return out
+    stale = _overwritten_value(c)
+    if stale is not None:
+        out.valid = False
+        out.fail_op = stale[0]
+        out.best_state = c.init
+        out.stale = stale[1:]
         return out
     events.sort()
     n_ent = len(events)

@@ -363,3 +363,25 @@ def test_a_value_nothing_wrote_is_refuted_at_once():
               {"process": 0, "type": "ok", "f": "read", "value": 99}]
     assert linearizability.check(read99)["valid"] is False
     assert linearizability.check(read99, initial=99)["valid"] is True
+
+
+def test_a_stale_read_is_refuted_at_once_and_names_the_write_it_missed():
+    ops = [
+        {"process": 0, "type": "invoke", "f": "write", "value": 1},
+        {"process": 0, "type": "ok", "f": "write", "value": 1},
+        {"process": 1, "type": "invoke", "f": "write", "value": 2},
+        {"process": 1, "type": "ok", "f": "write", "value": 2},
+        # crashed ops that could write anything but 1: the search would try them all
+        *[e for p in range(10, 30) for e in (
+            {"process": p, "type": "invoke", "f": "write", "value": 3 + p},
+            {"process": p, "type": "info", "f": "write", "value": 3 + p})],
+        {"process": 2, "type": "invoke", "f": "read", "value": None},
+        {"process": 2, "type": "ok", "f": "read", "value": 1},
+    ]
+    r = linearizability.check(ops, "cas-register")
+    assert r["valid"] is False and "stale read" in r["reason"]
+    assert r["failure"]["missed"]["value"] == 2 and r["failure"]["read_from"]["value"] == 1
+    assert r["configurations"] == 0
+    # a crashed op that may write 1 again makes it legal
+    ops.insert(4, {"process": 9, "type": "invoke", "f": "write", "value": 1})
+    assert linearizability.check(ops, "cas-register")["valid"] is True

@@ -67,7 +67,7 @@ class _Outcome:
         # set when fail_op needs a value that no op invoked before it returned could write
         self.unwritten = False
         # (last writer or -1 for the initial value, overwriter) when fail_op needs a value
-        # that a definite op overwrote after every op that could write it (_overwritten_value)
+        # that a definite op overwrote after every op that could write it (_impossible_read)
         self.stale: tuple[int, int] | None = None
 
 
@@ -82,84 +82,67 @@ def _account(used: list[int], old: int, new: int) -> int:
     return new
 
 
-def _unwritten_value(c: Compiled) -> int:
-    """A definite read (or cas) that needs a value no op invoked before it returned could have
-    written, and that is not the initial value: the op's index, else -1.
+def _impossible_read(c: Compiled) -> tuple[int, int, int] | None:
+    """A definite read (or cas) that no linearization explains, found without a search:
+    (op, -2, -2) when it needs a value no op invoked before it returned could have written,
+    and that is not the initial value; (op, last writer or -1 for the initial value,
+    replacing op) for a stale read, of a value that a definite write or cas replaced after
+    every op that could write it had returned, and before the read was invoked. The one that
+    returns first; None when there is none. Register family only (appends build values from
+    others).
 
-    A cheap necessary condition checked before the search: it finds reads of garbage or of a
-    failed write's value at once, even in a history too long to search. Register family only
-    (appends build values from others).
-    """
-    if c.step is not None or 5 in c.kind:
-        return -1
-    first_writer: dict[Any, int] = {}
-    for i, op in enumerate(c.ops):
-        k = c.kind[i]
-        v = c.a[i] if k == 1 else c.b[i] if k in (2, 4) else None
-        if v is not None and (v not in first_writer or op.call < first_writer[v]):
-            first_writer[v] = op.call
-    worst, worst_ret = -1, None
-    for i, op in enumerate(c.ops):
-        if c.kind[i] not in (0, 2) or not c.definite[i]:
-            continue
-        need = c.a[i]
-        if need == c.init:
-            continue
-        w = first_writer.get(need)
-        if w is None or w > op.ret:  # type: ignore[operator]
-            if worst_ret is None or op.ret < worst_ret:  # type: ignore[operator]
-                worst, worst_ret = i, op.ret
-    return worst
-
-
-def _overwritten_value(c: Compiled) -> tuple[int, int, int] | None:
-    """A definite read (or cas) of a value v that a definite write or cas replaced after
-    every op that could write v had returned, and before the read was invoked:
-    (read, v's last writer or -1 for the initial value, the replacing op), else None.
-
-    Such a read is a stale read, and no linearization explains it: v's writers all take
-    effect before the replacing op, which takes effect before the read, and nothing puts v
-    back. (A replacing op invoked after v's last writer returned cannot itself write v.)
-    Like _unwritten_value, a cheap necessary condition for the register family that refutes
-    at once what the search would have to exhaust every order of the crashed ops to refute.
+    A stale read is refuted because the value's writers all take effect before the replacing
+    op, which takes effect before the read, and nothing puts the value back (a replacing op
+    invoked after the value's last writer returned cannot itself write it). Both are cheap
+    necessary conditions: they refute at once reads of garbage, of a failed write's value,
+    and stale reads, which the search would have to exhaust every order of the crashed ops
+    to refute.
     """
     if c.step is not None or 5 in c.kind:
         return None
     ops, kind, A, B, definite = c.ops, c.kind, c.a, c.b, c.definite
     inf = float("inf")
+    first: dict[Any, int] = {}  # value -> first invocation of an op that may write it
     last: dict[Any, tuple[float, int]] = {c.init: (-1, -1)}  # value -> (last return, writer)
     setters: list[tuple[int, int, int]] = []  # definite writes and cas: (call, return, op)
     for i, op in enumerate(ops):
         k = kind[i]
         if k == 1 or k == 2 or k == 4:
             v = A[i] if k == 1 else B[i]
-            ret = op.ret if definite[i] and op.ret is not None else inf
+            call = op.call
+            if call < first.get(v, inf):
+                first[v] = call
+            ret = op.ret if definite[i] else inf
             if ret > last.get(v, (-2, -1))[0]:
                 last[v] = (ret, i)
-            if ret != inf and k != 4:
-                setters.append((op.call, op.ret, i))  # type: ignore[arg-type]
-    if not setters:
-        return None
+            if k != 4 and definite[i]:
+                setters.append((call, ret, i))  # type: ignore[arg-type]
     setters.sort()
     calls = [x[0] for x in setters]
     # suffix minimum of the setters' returns, by invocation: (return, op)
     suffix: list[tuple[int, int]] = [(0, 0)] * len(setters)
-    best = (setters[-1][1], setters[-1][2])
-    for n in range(len(setters) - 1, -1, -1):
-        if setters[n][1] < best[0]:
-            best = (setters[n][1], setters[n][2])
-        suffix[n] = best
+    if setters:
+        best = (setters[-1][1], setters[-1][2])
+        for n in range(len(setters) - 1, -1, -1):
+            if setters[n][1] < best[0]:
+                best = (setters[n][1], setters[n][2])
+            suffix[n] = best
+    init = c.init
     found: tuple[int, int, int] | None = None
-    found_ret = inf
+    found_ret: float = inf
     for i, op in enumerate(ops):
         k = kind[i]
-        if (k != 0 and k != 2) or not definite[i]:
+        if (k != 0 and k != 2) or not definite[i] or op.ret >= found_ret:  # type: ignore
             continue
-        w = last.get(A[i])
+        need = A[i]
+        if need != init and first.get(need, inf) > op.ret:  # type: ignore[operator]
+            found, found_ret = (i, -2, -2), op.ret  # type: ignore[assignment]
+            continue
+        w = last.get(need)
         if w is None or w[0] == inf:
-            continue  # unwritten (see _unwritten_value), or a crashed op may write it any time
+            continue  # a crashed op may write it at any time
         n = bisect.bisect_right(calls, w[0])
-        if n < len(setters) and suffix[n][0] < op.call and op.ret < found_ret:  # type: ignore
+        if n < len(setters) and suffix[n][0] < op.call:
             found, found_ret = (i, w[1], suffix[n][1]), op.ret  # type: ignore[assignment]
     return found
 
@@ -203,19 +186,15 @@ def _search(c: Compiled, budget: _Budget, used: list[int] | None = None) -> Gene
             info_ops.append(i)
     if n_def == 0:
         return out
-    bad = _unwritten_value(c)
-    if bad >= 0:
+    bad = _impossible_read(c)
+    if bad is not None:
         out.valid = False
-        out.fail_op = bad
+        out.fail_op = bad[0]
         out.best_state = c.init
-        out.unwritten = True
-        return out
-    stale = _overwritten_value(c)
-    if stale is not None:
-        out.valid = False
-        out.fail_op = stale[0]
-        out.best_state = c.init
-        out.stale = stale[1:]
+        if bad[1] == -2:
+            out.unwritten = True
+        else:
+            out.stale = bad[1:]
         return out
     events.sort()
     n_ent = len(events)

@@ -55,6 +55,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per file, then "
                         "a summary object")
     parser.add_argument("--quiet", "-q", action="store_true", help="only the summary")
+    parser.add_argument("--generate", metavar="OUT",
+                        help="first write the generated register classes (checkers.generate: "
+                        "one and many keys, few and many processes and crashed ops, each valid "
+                        "and with a stale read) into the new folder OUT, then check those")
+    parser.add_argument("--sizes", default="500,1000,2000,4000", metavar="N,N",
+                        help="operations per generated history (default 500,1000,2000,4000)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the generated histories")
+    parser.add_argument("--against", metavar="CMD",
+                        help="also run another checker on the same files: CMD FILE... must print "
+                        "one line per file, FILE<TAB>SECONDS<TAB>VERDICT; then print the times "
+                        "side by side with the ratio ours/theirs")
 
 
 def _files(targets: list[Path]) -> list[tuple[Path, Path]]:
@@ -137,6 +148,27 @@ def run(args: argparse.Namespace) -> int:
             args.initial = (json.loads(args.initial),)
         except ValueError:
             args.initial = (args.initial,)  # a bare word is a string value
+    if args.generate:
+        try:
+            sizes = [int(x) for x in args.sizes.split(",")]
+            if not all(10 <= n <= 1_000_000 for n in sizes):
+                raise ValueError
+        except ValueError:
+            print(f"harness bench-check: --sizes must be numbers of operations from 10 to "
+                  f"1000000, separated by commas, not {args.sizes!r}", file=sys.stderr)
+            return 3
+        out = Path(args.generate)
+        if out.exists() and any(out.iterdir()):
+            print(f"harness bench-check: {out} is not empty (--generate writes a new corpus)",
+                  file=sys.stderr)
+            return 3
+        try:
+            _write_generated(out, sizes, args.seed)
+        except OSError as exc:
+            print(f"harness bench-check: cannot write {out}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 3
+        args.dirs = [*args.dirs, str(out)]
     targets = [Path(d) for d in args.dirs] or [_default_corpus()]
     for t in targets:
         if not t.exists():
@@ -148,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
         return 3
     expected: dict[Path, dict[str, bool]] = {}
     groups: dict[str, list[dict[str, Any]]] = {}
+    timed: list[tuple[Path, dict[str, Any]]] = []
     mismatches = compared = unknowns = 0
     # The checker's modules load on first use: pay that before the first file is timed.
     linearizability.check([], models.get("cas-register", None), time_limit=1.0, explain=False)
@@ -197,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
             tracemalloc.stop()
         group = rel.split("/")[0] if "/" in rel else root.name
         groups.setdefault(group, []).append(row)
+        timed.append((path, row))
         if args.json:
             print(json.dumps(row), flush=True)
         elif not args.quiet:
@@ -249,7 +283,85 @@ def run(args: argparse.Namespace) -> int:
         else:
             print("no verdict compared: no EXPECTED.csv names these files, and none lies "
                   "under a folder named good or bad")
-    return 1 if mismatches else 2 if unknowns else 0
+    status = 1 if mismatches else 2 if unknowns else 0
+    if args.against:
+        against = _run_against(args.against, timed, args.json)
+        if against:
+            return against
+    return status
+
+
+# The generated classes: name -> checkers.generate.register_history parameters.
+CLASSES = {
+    "1key-5proc-10crash": dict(processes=5, keys=1, crashed=0.1),
+    "1key-10proc-20crash": dict(processes=10, keys=1, crashed=0.2),
+    "1key-3proc-0crash": dict(processes=3, keys=1, crashed=0.0),
+    "8key-10proc-10crash": dict(processes=10, keys=8, crashed=0.1),
+}
+
+
+def _write_generated(out: Path, sizes: list[int], seed: int) -> None:
+    from checkers.generate import register_history
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = ["file,expected_linearizable"]
+    for name, params in CLASSES.items():
+        (out / name).mkdir(exist_ok=True)
+        for n in sizes:
+            for stale in (False, True):
+                rel = f"{name}/{'stale' if stale else 'valid'}-{n}.jsonl"
+                ops = register_history(ops=n, seed=seed, stale_read=stale, **params)
+                with (out / rel).open("w", encoding="utf-8") as fh:
+                    formats.write_jsonl(ops, fh)
+                rows.append(f"{rel},{'false' if stale else 'true'}")
+    (out / "EXPECTED.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def _run_against(cmd: str, timed: list[tuple[Path, dict[str, Any]]], as_json: bool) -> int:
+    """Run the other checker on the same files; print both times. 3 when it cannot run."""
+    import shlex
+    import subprocess
+
+    from tabulate import tabulate
+
+    argv = shlex.split(cmd) + [str(p) for p, _ in timed]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=86400)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        print(f"harness bench-check: --against {cmd!r} cannot run: {exc}", file=sys.stderr)
+        return 3
+    theirs: dict[str, tuple[float, str]] = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3:
+            try:
+                theirs[parts[0]] = (float(parts[-2]), parts[-1].strip())
+            except ValueError:
+                continue
+    missing = [str(p) for p, _ in timed if str(p) not in theirs]
+    if proc.returncode != 0 or missing:
+        why = f"exit status {proc.returncode}" if proc.returncode else \
+            f"no FILE<TAB>SECONDS<TAB>VERDICT line for {missing[0]}"
+        print(f"harness bench-check: --against {cmd!r} failed: {why}", file=sys.stderr)
+        return 3
+    table = []
+    for path, row in timed:
+        secs, verdict = theirs[str(path)]
+        ratio = row["check_seconds"] / secs if secs > 0 else float("inf")
+        table.append([row["file"], row["ops"], _VERDICT[row["valid"]], row["check_seconds"],
+                      verdict, secs, ratio])
+        if as_json:
+            print(json.dumps({"file": row["file"], "theirs_seconds": secs,
+                              "theirs_verdict": verdict, "ratio": round(ratio, 4)}))
+    if not as_json:
+        print()
+        print(tabulate(table, headers=["file", "ops", "ours", "ours s", "theirs", "theirs s",
+                                       "ours/theirs"],
+                       floatfmt=("", "", "", ".4f", "", ".4f", ".2f"), tablefmt="github"))
+        above = sum(1 for r in table if r[-1] > 1.0)
+        print(f"ours is at most theirs on {len(table) - above} of {len(table)} files"
+              + (f"; slower on {above}" if above else ""))
+    return 0
 
 
 _VERDICT = {True: "valid", False: "INVALID", "unknown": "unknown"}

@@ -375,8 +375,26 @@ def execute(config: RunConfig, progress: bool = True, report: bool = True) -> Ru
     harness_error: str | None = None
     interrupted = False
 
+    terminated_by: list[int] = []
+
     async def main() -> None:
         nonlocal harness_error
+        # SIGTERM and SIGHUP cancel the run at its next await, as asyncio does with Ctrl-C,
+        # rather than raising in whatever line runs then; a loop without signal handlers
+        # (the simulation's) keeps the `terminated` handler below.
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+
+        def on_signal(sig: int) -> None:
+            terminated_by.append(sig)
+            if task is not None:
+                task.cancel()
+
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                loop.add_signal_handler(sig, on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
         try:
             await controller.lifecycle()
         except (HarnessError, BackendError) as exc:
@@ -400,7 +418,9 @@ def execute(config: RunConfig, progress: bool = True, report: bool = True) -> Ru
                 runner.run(main())
         else:
             asyncio.run(main())
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+        if isinstance(exc, asyncio.CancelledError) and not terminated_by:
+            raise
         interrupted = True
         # asyncio.run cancelled main(); its finally blocks tore the cluster down. Make sure.
         if controller.backend is not None:

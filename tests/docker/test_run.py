@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests import sigint_as_in_a_terminal
 from tests.docker.conftest import REPO, assert_nothing_left, harness, read_results
 
 pytestmark = [
@@ -128,7 +129,8 @@ def test_ctrl_c_leaves_nothing(docker_client: Any, node_image: str, tmp_path: Pa
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--backend", "docker",
                              "--time-limit", "60", "--store", str(store), "--quiet", "--seed",
                              "9"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_in_a_terminal)
     run_id = None
     try:
         deadline = time.monotonic() + 60

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import sigint_as_in_a_terminal
 from tests.harness.conftest import REPO, assert_well_formed, harness, node_processes, read_history
 
 
@@ -97,7 +98,8 @@ def test_ctrl_c_leaves_nothing_and_keeps_history(store: Path, sig: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--time-limit", "60",
                              "--store", str(store), "--quiet", "--seed", "9"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_in_a_terminal)
     try:
         deadline = time.monotonic() + 30
         history_path = None

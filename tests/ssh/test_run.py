@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import sigint_as_in_a_terminal
 from tests.ssh.conftest import NODES, REPO, Cluster, harness
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -101,7 +102,7 @@ def test_ctrl_c_stops_everything_on_the_hosts(cluster: Cluster, tmp_path: Path) 
          "--nemesis", "partition,pause", "--nemesis-interval", "1", "--quiet",
          "--store", str(store)],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+        stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_in_a_terminal)
     try:
         deadline = time.monotonic() + 60
         history = None
@@ -132,7 +133,7 @@ def _start_run(cluster: Cluster, store: Path) -> subprocess.Popen:
          "--ssh-known-hosts", str(cluster.known_hosts), "--time-limit", "60",
          "--nemesis", "partition", "--nemesis-interval", "1", "--quiet", "--store", str(store)],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+        stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_in_a_terminal)
     deadline = time.monotonic() + 60
     history = store / "latest" / "history.jsonl"
     while time.monotonic() < deadline and proc.poll() is None:

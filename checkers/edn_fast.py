@@ -24,9 +24,10 @@ from typing import Any
 
 _MAP, _SET = "{", "#"  # markers heading a map's or a set's list: no keyword or string is one
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-# a string, a set's opening, a bracket, a comment, an atom (keyword, number, symbol, tag), or a
-# stray character (an unterminated string's quote)
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|#\{|[\[\](){}]|;[^\n]*|[^\s,\[\](){}";]+|[^\s,]', re.S)
+# an atom (keyword, number, symbol), a bracket, a string, a set's opening, a tag, a comment,
+# or a stray character (an unterminated string's quote); the commonest first
+_TOKEN = re.compile(r'[^\s,\[\](){}";#][^\s,\[\](){}";]*|[\[\](){}]|"[^"\\]*(?:\\.[^"\\]*)*"'
+                    r'|#\{|#[^\s,\[\](){}";]*|;[^\n]*|[^\s,]', re.S)
 # what each fixed token becomes; \x00 marks the commas that the join puts after an opening and
 # before a closing bracket, which JSON does not allow
 _FIXED = {
@@ -63,14 +64,15 @@ def loads_all(text: str) -> list[Any] | None:
         return None
     tokens = _TOKEN.findall(text)
     # each distinct token is translated once: a history repeats its keywords endlessly
-    fixed = _FIXED.get
-    as_json = {t: ('"' + t[1:] + '"' if t[0] == ":" else t) if (f := fixed(t)) is None else f
-               for t in set(tokens)}
-    out = list(map(as_json.__getitem__, tokens))
-    if "\\" in text or ";" in text or "#" in text or '"' in text:
-        out = _careful(tokens, out)
-        if out is None:
+    as_json = {}
+    for t in set(tokens):
+        j = _translate(t)
+        if j is None:
             return None
+        as_json[t] = j
+    out = list(map(as_json.__getitem__, tokens))
+    if ";" in text or "#" in text:
+        out = list(filter(None, out))  # comments and Jepsen's record tags
     joined = ",".join(out).replace(",\x00]", "]").replace("[\x00,", "[").replace("[\x00]", "[]")
     if "\x00" in joined or ",," in joined:
         return None  # a bracket the tokens do not balance, or a tag that tags nothing
@@ -81,44 +83,68 @@ def loads_all(text: str) -> list[Any] | None:
     except (ValueError, RecursionError, _NotSubset):
         return None
     try:
-        if '"' not in text and "#{" not in text and "compare-failed" not in text:
-            flat = _flat_ops(raw, joined.count('["{"'))
-            if flat is not None:
-                return flat
+        plain = '"\x01' not in joined and '["#"' not in joined
+        flat = _flat_ops(raw, joined.count('["{"'), plain, "compare-failed" in text)
+        if flat is not None:
+            return flat
         return [_build(v) if type(v) is list else _plain(v) for v in raw]
     except (_NotSubset, RecursionError, TypeError):  # TypeError: a collection as a key
         return None
 
 
-def _flat_ops(raw: list, n_maps: int) -> list[Any] | None:
-    """Jepsen's usual history, built at C speed: op maps (alone or in one vector) whose
-    values hold no map, set or string, so that every other list is a vector as it is."""
+# strings marked so as not to be taken for a marker or for the keyword :compare-failed
+_MARKED = frozenset(['"{"', '"#"', '"compare-failed"'])
+
+
+def _translate(t: str) -> str | None:
+    """One token as JSON ("" to drop it), or None when it is outside the subset."""
+    f = _FIXED.get(t)
+    if f is not None:
+        return f
+    c = t[0]
+    if c == '"':
+        if len(t) < 2 or t[-1] != '"' or ("\\" in t and "\\" in _ESCAPES.sub("", t)):
+            return None  # unterminated, or an escape JSON lacks (octal, a short \u)
+        return '"\x01' + t[1:] if t in _MARKED else t
+    if "\\" in t:
+        return None  # a character literal
+    if c == ":":
+        return '"' + t[1:] + '"'
+    if c == ";":
+        return ""
+    if c == "#":
+        return None  # a tag other than Jepsen's, #_, ##Inf
+    return t
+
+
+def _flat_ops(raw: list, n_maps: int, plain: bool, renamed: bool) -> list[Any] | None:
+    """A history of op maps (alone or in one vector), built at C speed: each op's keys and
+    values paired by zip, and only the ops that hold a map, a set or a marked string rebuilt
+    (a nemesis op's value, say); `plain` when there are none of the last two anywhere;
+    `renamed` when the keyword :compare-failed may be a key."""
     ops = raw[0] if len(raw) == 1 and type(raw[0]) is list and raw[0][:1] != [_MAP] else raw
-    if len(ops) != n_maps:
-        return None  # a map inside a value, or something other than maps at the top
     for o in ops:
         if type(o) is not list or len(o) % 2 == 0 or o[0] != _MAP:
             return None
     built = [dict(zip(o[1::2], o[2::2], strict=True)) for o in ops]
+    if renamed:
+        for d in built:
+            if "compare-failed" in d:
+                d["compare_failed"] = d.pop("compare-failed")  # as formats._edn_key names it
+    if n_maps != len(ops) or not plain:
+        for n, o in enumerate(ops):
+            if plain:
+                if list not in set(map(type, o)):
+                    continue  # only scalars: as zip built it
+                if not any(type(x) is list and x and (list in set(map(type, x))
+                                                      or x[0] == _MAP or x[0] == _SET)
+                           for x in o):
+                    continue  # vectors of scalars, as zip built them
+            for x in o:
+                if type(x) is list or (type(x) is str and x[:1] == "\x01"):
+                    built[n] = _build(o)
+                    break
     return [built] if ops is not raw else built
-
-
-def _careful(tokens: list[str], out: list[str]) -> list[str] | None:
-    """Recheck the tokens a plain history lacks: strings, comments, tags, backslashes."""
-    kept = []
-    for t, o in zip(tokens, out, strict=True):
-        c = t[0]
-        if c == '"':
-            if len(t) < 2 or t[-1] != '"' or ("\\" in t and "\\" in _ESCAPES.sub("", t)):
-                return None  # unterminated, or an escape JSON lacks (octal, a short \u)
-            o = '"\x01' + o[1:]  # a string, not a keyword: see _build
-        elif c == ";":
-            continue
-        elif "\\" in t or (c == "#" and o == t and t != "#{"):
-            return None  # a character literal, a tag other than Jepsen's, #_, ##Inf
-        if o:
-            kept.append(o)
-    return kept
 
 
 def _constant(name: str) -> Any:

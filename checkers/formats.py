@@ -293,7 +293,7 @@ def _edn_history(text: str, values: list[Any], deadline: float | None) -> Histor
     if not all(type(v) is dict for v in values):
         raise HistoryError("expected an op map")
     ops = values
-    if not all(type(k) is str for v in ops for k in v):
+    if not set(map(type, itertools.chain.from_iterable(ops))) <= {str}:  # the keys
         ops = [{k if type(k) is str else str(k): x for k, x in v.items()} for v in ops]
     # what validate_op checks, in bulk (edn_fast bounds how deeply values nest)
     try:

@@ -136,3 +136,40 @@ def test_bench_check_compares_a_sub_folder_against_the_corpus_expectations(corpu
     out = capsys.readouterr().out
     assert re.search(r"^(\d+) of \1 verdicts matched the expected ones$", out, re.M), out
     assert "no verdict compared" not in out
+
+
+def test_bench_check_generates_the_classes_and_times_another_checker_beside(tmp_path, capsys):
+    other = tmp_path / "other.py"
+    other.write_text("import sys\nfor f in sys.argv[1:]:\n    print(f'{f}\\t9.5\\tvalid')\n")
+    out_dir = tmp_path / "gen"
+    code = main(["bench-check", "--generate", str(out_dir), "--sizes", "60", "--quiet",
+                 "--against", f"{sys.executable} {other}"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    files = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*.jsonl"))
+    assert len(files) == 8 and "1key-5proc-10crash/stale-60.jsonl" in files
+    assert "8 of 8 verdicts matched the expected ones" in out
+    assert "ours is at most theirs on 8 of 8 files" in out
+    assert "| 1key-5proc-10crash/stale-60.jsonl" in out and "9.5000" in out
+    # a folder that is not empty is not overwritten; a command that says nothing is refused
+    assert main(["bench-check", "--generate", str(out_dir)]) == 3
+    silent = tmp_path / "silent.py"
+    silent.write_text("pass\n")
+    assert main(["bench-check", str(out_dir / "1key-3proc-0crash"), "--quiet",
+                 "--against", f"{sys.executable} {silent}"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "is not empty" in err[0]
+    assert "no FILE<TAB>SECONDS<TAB>VERDICT line for" in err[1]
+
+
+def test_bench_check_reads_good_and_bad_folders_as_expectations(tmp_path, capsys):
+    for label, stale in (("good", False), ("bad", True)):
+        (tmp_path / label).mkdir()
+        from checkers.generate import register_history
+        with (tmp_path / label / "h.jsonl").open("w") as fh:
+            for op in register_history(ops=50, seed=2, stale_read=stale):
+                fh.write(json.dumps(op) + "\n")
+    (tmp_path / "good" / "empty.jsonl").write_text("")
+    assert main(["bench-check", str(tmp_path), "--quiet"]) == 2  # the empty one is unknown
+    out = capsys.readouterr().out
+    assert "2 of 3 verdicts matched the expected ones, 0 differ, 1 unknown" in out

@@ -8,8 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-from tabulate import tabulate
-
 from harness.campaign.matrix import CampaignError, load, write_index, write_junit
 
 
@@ -98,10 +96,7 @@ def run(args: argparse.Namespace) -> int:
                                                      default=str))
     write_junit(out_dir / "junit.xml", name, rows, started, properties)
     write_index(out_dir / "index.html", name, rows, properties)
-    print(tabulate([[r["label"], r["expect"], r["valid"], "held" if r["held"] else "FAILED",
-                     "-" if r["evidence_s"] is None else f"{r['evidence_s']:.1f}",
-                     f"{r['seconds']:.0f}"] for r in rows],
-                   headers=["run", "expect", "verdict", "expectation", "evidence at s", "s"]))
+    _print_table(rows)
     held = sum(r["held"] for r in rows)
     print(f"\n{held}/{len(entries)} expectations held; summary: {out_dir}")
     if any(r.get("interrupted") for r in rows):
@@ -113,3 +108,29 @@ def run(args: argparse.Namespace) -> int:
     checked_failures = sum(1 for r in rows if not r["held"] and r["valid"] != "refused"
                            and not str(r["why"]).startswith("harness error"))
     return 1 if checked_failures else 3
+
+
+_COLOUR = {True: "green", False: "red", "unknown": "yellow"}
+
+
+def _print_table(rows: list[dict]) -> None:
+    """One line per run, verdicts as PASS/FAIL/UNKNOWN (coloured on a terminal)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.report.pages import VERDICT_TEXT
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for name, justify in (("run", "left"), ("expect", "left"), ("verdict", "left"),
+                          ("expectation", "left"), ("evidence at s", "right"), ("s", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        v = r["valid"]
+        word = VERDICT_TEXT.get(v, str(v))
+        table.add_row(r["label"], str(r["expect"]), f"[{_COLOUR.get(v, 'yellow')}]{word}[/]",
+                      "held" if r["held"] else "[red]FAILED[/]",
+                      "-" if r["evidence_s"] is None else f"{r['evidence_s']:.1f}",
+                      f"{r['seconds']:.0f}")
+    # never wrapped nor cut: as wide as the longest label needs, even into a pipe
+    needed = max((len(r["label"]) for r in rows), default=0) + 64
+    Console(width=max(needed, Console().width), highlight=False).print(table)

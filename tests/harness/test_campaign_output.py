@@ -60,3 +60,22 @@ def test_compare_names_what_differs_beyond_timing() -> None:
     b = {"config": {"seed": 2, "nemesis": "kill", "backend": "docker", "bugs": []}}
     assert differences(a, b) == ["backend local / docker", "seed 1 / 2"]
     assert differences(a, a) == []
+
+
+def test_the_terminal_table_names_verdicts_in_words_and_cuts_no_label(capsys) -> None:
+    from harness.commands.campaign import _print_table
+
+    long = "register-partition:lagging-takeover,disk:all,pause:stall-leader-n5-s12345"
+    rows = [{"label": long, "expect": "valid", "valid": True, "held": True,
+             "evidence_s": None, "seconds": 3.2},
+            {"label": "b", "expect": "invalid", "valid": False, "held": True,
+             "evidence_s": 1.25, "seconds": 4},
+            {"label": "c", "expect": "valid", "valid": "unknown", "held": False,
+             "evidence_s": None, "seconds": 1}]
+    _print_table(rows)
+    out = capsys.readouterr().out
+    assert long in out
+    lines = {line.split()[0]: line.split() for line in out.splitlines()[1:] if line.strip()}
+    assert lines[long][2] == "PASS" and lines["b"][2] == "FAIL" and lines["c"][2] == "UNKNOWN"
+    assert lines["c"][3] == "FAILED" and lines["b"][4] == "1.2"
+    assert "True" not in out and "False" not in out

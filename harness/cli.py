@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explore": ("harness.commands.explore",
                 "search drawn runs for a violation within a time budget, then shrink it"),
     "compare": ("harness.commands.compare", "compare the fast-path windows of two runs"),
+    "export": ("harness.commands.export",
+               "write a run's history as Jepsen EDN (history.edn) for Knossos and Elle"),
     "serve": ("harness.commands.serve", "browse the store in a web browser"),
     "bench": ("harness.commands.bench", "the node's fast-path benchmark"),
     "bench-check": ("harness.commands.bench_check", "time the checker over a corpus directory"),

@@ -173,3 +173,23 @@ def test_bench_check_reads_good_and_bad_folders_as_expectations(tmp_path, capsys
     assert main(["bench-check", str(tmp_path), "--quiet"]) == 2  # the empty one is unknown
     out = capsys.readouterr().out
     assert "2 of 3 verdicts matched the expected ones, 0 differ, 1 unknown" in out
+
+
+def test_export_writes_a_runs_history_as_jepsen_edn(tmp_path, capsys):
+    from checkers import formats
+    from checkers.generate import register_history
+
+    for name, stale in (("good", False), ("bad", True)):
+        run = tmp_path / name
+        run.mkdir()
+        with (run / "history.jsonl").open("w") as fh:
+            formats.write_jsonl(register_history(ops=200, keys=3, seed=4, stale_read=stale), fh)
+        out = tmp_path / f"{name}.edn"
+        assert main(["export", str(run), "--output", str(out)]) == 0
+        edn, jsonl = formats.read(out), formats.read(run / "history.jsonl")
+        assert edn.format == "edn" and edn.ops == jsonl.ops  # one to one, compare_failed too
+        assert main(["check", str(out)]) == (1 if stale else 0)
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "nowhere")]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nowhere" in err[0]

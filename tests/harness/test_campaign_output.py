@@ -44,6 +44,20 @@ def test_junit_has_what_ci_servers_read(tmp_path: Path) -> None:
     assert cases[2].find("error").get("type") == "harness"
 
 
+def test_junit_validates_against_the_common_junit_schema(tmp_path: Path) -> None:
+    import xmlschema
+
+    schema = xmlschema.XMLSchema(Path(__file__).parent / "schemas" / "junit.xsd")
+    path = tmp_path / "junit.xml"
+    write_junit(path, "smoke", ROWS, 1_700_000_000.0, {"seeds": "1,4"})
+    schema.validate(path)
+    # the schema bites: a suite without its count of tests, a time with a unit
+    text = path.read_text()
+    for broken in (text.replace(' tests="3"', ""), text.replace('time="21.1"', 'time="21.1s"')):
+        assert broken != text
+        assert not schema.is_valid(broken)
+
+
 def test_index_page_says_pass_and_fail_and_summarises(tmp_path: Path) -> None:
     path = tmp_path / "index.html"
     write_index(path, "smoke", [dict(r) for r in ROWS], {"seeds": "1,4"})

@@ -7,6 +7,12 @@ bugs, each free to override any run option, with an expectation: `expect = "vali
 exploration (harness explore) per seed instead of one run: `expect = "invalid"` then means the
 exploration must find a run that the checker flags within that budget, `expect = "valid"` that
 it finds none.
+An entry may also expect performance, as Chaos Toolkit's steady-state tolerances do, in a
+`perf` table judged like the verdict (see PERF_KEYS): `recovery-s = 2` (the latency back to
+normal within 2 s of the heal), `first-ok-s`, `<window>-<p50|p95|p99|max>-ms` for the warmup,
+faults and recovery windows, `throughput-ratio` (recovery against warmup, at least) and
+`faults-throughput-ratio` (faults against warmup, at least). A bound that could not be
+measured (no faults window, latency never recovered) does not hold.
 Everything is validated before the first run starts.
 """
 
@@ -23,7 +29,19 @@ from xml.sax.saxutils import escape, quoteattr
 from harness.run.config import ConfigError, RunConfig, check_name
 
 MATRIX_KEYS = {"workloads", "nemeses", "nodes", "seeds", "bugs", "expect", "checker",
-               "time-limit", "name", "options", "explore"}
+               "time-limit", "name", "options", "explore", "perf"}
+# A perf expectation's key -> (where in results["perf"], "max" or "min" bound, what it is).
+PERF_KEYS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "recovery-s": (("recovery", "time_to_latency_recovered_s"), "max",
+                   "latency back to normal after the heal, s"),
+    "first-ok-s": (("recovery", "time_to_first_ok_s"), "max", "first ok after the heal, s"),
+    "throughput-ratio": (("fast_path", "throughput_ratio"), "min",
+                         "recovery throughput / warmup throughput"),
+    "faults-throughput-ratio": (("windows", "faults", "throughput"), "min",
+                                "faults throughput / warmup throughput"),
+    **{f"{w}-{q}-ms": (("windows", w, "latency_ms", "all", q), "max", f"{w} {q} latency, ms")
+       for w in ("warmup", "faults", "recovery") for q in ("p50", "p95", "p99", "max")},
+}
 # Run options a matrix entry sets through its axes (plural keys), not directly.
 AXES = {"workload", "nemesis", "nodes", "seed", "bugs"}
 
@@ -39,6 +57,7 @@ class Entry:
     checker: str | None
     label: str
     explore_s: float | None = None   # an exploration with this budget, not one run
+    perf: dict[str, float] | None = None  # performance bounds (PERF_KEYS), judged too
 
 
 def _line_of(text: str, key: str, after: int = 0) -> int:
@@ -176,6 +195,26 @@ def load(path: Path, seeds: list[int] | None = None) -> tuple[str, list[Entry]]:
                 explore_s = duration(str(matrix["explore"]))
             except ValueError as exc:
                 fail(f"explore: {exc}", "explore", matrix_line)
+        perf = matrix.get("perf")
+        if perf is not None:
+            if not isinstance(perf, dict) or not perf:
+                fail("perf must be a table of bounds, such as { recovery-s = 2 }", "perf",
+                     matrix_line)
+            elif explore_s is not None:
+                fail("perf expectations judge one run, not an exploration", "perf",
+                     matrix_line)
+            elif expect != "valid":
+                fail("perf expectations go with expect = 'valid' (a run that must fail has "
+                     "no performance to keep)", "perf", matrix_line)
+            else:
+                for k, v in perf.items():
+                    if k not in PERF_KEYS:
+                        fail(f"unknown perf bound {k!r} (expected one of "
+                             f"{', '.join(PERF_KEYS)})", "perf", matrix_line)
+                    elif isinstance(v, bool) or not isinstance(v, int | float) or \
+                            not 0 <= v < 1e9:
+                        fail(f"perf bound {k} must be a number from 0, not {v!r}", "perf",
+                             matrix_line)
         if len(errors) > before:
             continue
         if "time-limit" in matrix:
@@ -205,7 +244,7 @@ def load(path: Path, seeds: list[int] | None = None) -> tuple[str, list[Entry]]:
             entries.append(Entry(config, expect, checker,
                                  f"{'explore-' if explore_s else ''}"
                                  f"{label or default_label(config, nemesis)}-s{seed}",
-                                 explore_s))
+                                 explore_s, dict(perf) if perf else None))
     done()
     return name, entries
 
@@ -217,12 +256,41 @@ def judged(entry: Entry, results: dict[str, Any]) -> tuple[bool, str]:
         return False, f"harness error: {results['harness_error']}"
     words = {True: "valid", False: "invalid"}
     if entry.expect == "valid":
-        return valid is True, f"verdict {words.get(valid, valid)}"
+        held, why = valid is True, f"verdict {words.get(valid, valid)}"
+        if entry.perf:
+            perf_held, perf_why = judged_perf(entry.perf, results.get("perf") or {})
+            held, why = held and perf_held, f"{why}; {perf_why}"
+        return held, why
     flagged = results.get("checkers", {}).get(entry.checker or "", {}).get("valid")
     if valid is False and flagged is False:
         return True, f"{entry.checker} flagged it"
     return False, (f"expected {entry.checker} to flag it; verdict {words.get(valid, valid)}, "
                    f"{entry.checker} {words.get(flagged, flagged)}")
+
+
+def judged_perf(bounds: dict[str, float], perf: dict[str, Any]) -> tuple[bool, str]:
+    """Did the run's performance stay within `bounds` (PERF_KEYS)? (held, why, in words)"""
+    broken, kept = [], []
+    for key, bound in bounds.items():
+        path, kind, what = PERF_KEYS[key]
+        value: Any = perf
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if key == "faults-throughput-ratio" and value is not None:
+            base = (perf.get("windows", {}).get("warmup") or {}).get("throughput")
+            value = value / base if base else None
+        if not isinstance(value, int | float):
+            broken.append(f"{key} could not be measured ({what}: none in this run)")
+            continue
+        ok = value <= bound if kind == "max" else value >= bound
+        text = f"{key} {value:.3g} {'<=' if kind == 'max' else '>='} {bound:g}"
+        if ok:
+            kept.append(text)
+        else:
+            broken.append(f"{key} {value:.3g}, past its bound {bound:g} ({what})")
+    if broken:
+        return False, "performance not within bounds: " + "; ".join(broken)
+    return True, "performance within bounds: " + ", ".join(kept)
 
 
 def default_label(config: RunConfig, nemesis: str) -> str:

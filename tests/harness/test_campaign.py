@@ -34,6 +34,10 @@ expect = "valid"
     (GOOD.replace('expect = "valid"', 'expect = "invalid"'),
      "needs the checker that must flag it"),
     ("[campaign\n", "Expected ']'"),
+    (GOOD + "perf = { recovery-s = 2, warmup-p99 = 5 }\n", "unknown perf bound 'warmup-p99'"),
+    (GOOD + 'perf = { recovery-s = "fast" }\n', "perf bound recovery-s must be a number"),
+    (GOOD.replace('expect = "valid"', 'expect = "invalid"\nchecker = "linearizability"')
+     + "perf = { recovery-s = 2 }\n", "perf expectations go with expect = 'valid'"),
 ])
 def test_bad_campaign_is_refused_with_its_line(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "c.toml"
@@ -106,3 +110,57 @@ def test_campaign_options_that_select_nothing_are_refused(tmp_path: Path, args: 
     proc = harness("campaign", str(path), "--store", str(tmp_path / "store"), *args, timeout=30)
     assert proc.returncode == 3 and message in proc.stderr
     assert not (tmp_path / "store").exists()
+
+
+PERF = {"recovery": {"time_to_latency_recovered_s": 0.4, "time_to_first_ok_s": 0.01},
+        "fast_path": {"throughput_ratio": 0.9},
+        "windows": {"warmup": {"throughput": 100.0, "latency_ms": {"all": {"p99": 2.0}}},
+                    "faults": {"throughput": 30.0, "latency_ms": {"all": {"p99": 900.0}}}}}
+
+
+def test_a_performance_expectation_is_judged_like_a_verdict() -> None:
+    from harness.campaign.matrix import judged_perf
+
+    held, why = judged_perf({"recovery-s": 1, "faults-p99-ms": 1000, "throughput-ratio": 0.8,
+                             "faults-throughput-ratio": 0.25}, PERF)
+    assert held, why
+    held, why = judged_perf({"recovery-s": 1, "faults-p99-ms": 500,
+                             "faults-throughput-ratio": 0.5}, PERF)
+    assert not held
+    assert "faults-p99-ms 900, past its bound 500" in why
+    assert "faults-throughput-ratio 0.3, past its bound 0.5" in why and "recovery-s" not in why
+    # what was not measured does not pass
+    held, why = judged_perf({"recovery-p99-ms": 10}, PERF)
+    assert not held and "could not be measured" in why
+
+
+def test_a_performance_expectation_that_does_not_hold_fails_its_entry(tmp_path: Path) -> None:
+    text = """\
+[campaign]
+name = "perf"
+time-limit = 8
+nemesis-interval = 1.5
+
+[[matrix]]
+nemeses = ["partition"]
+name = "loose"
+perf = { recovery-s = 30, faults-p99-ms = 100000, throughput-ratio = 0.01 }
+
+[[matrix]]
+nemeses = ["partition"]
+name = "tight"
+perf = { faults-p99-ms = 0.001 }
+"""
+    path = tmp_path / "perf.toml"
+    path.write_text(text)
+    proc = harness("campaign", str(path), "--backend", "sim", "--store", str(tmp_path / "s"),
+                   timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    summary = next((tmp_path / "s").glob("campaigns/perf/*/summary.json"))
+    runs = {r["label"]: r for r in json.loads(summary.read_text())["runs"]}
+    assert runs["loose-s1"]["held"] and runs["loose-s1"]["valid"] is True
+    assert not runs["tight-s1"]["held"] and runs["tight-s1"]["valid"] is True
+    why = runs["tight-s1"]["why"]
+    assert "faults-p99-ms" in why and "past its bound" in why
+    junit = (summary.parent / "junit.xml").read_text()
+    assert junit.count("<failure") == 1 and "past its bound 0.001" in junit

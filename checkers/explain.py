@@ -50,6 +50,14 @@ def explain_failure(
     pending = [
         i for i, op in enumerate(c.ops) if i != fi and i not in in_prefix and op.call < f_ret
     ]
+    marked: dict[int, str] = {}
+    if outcome.stale is not None:
+        # refuted without a search: no prefix, nothing pending; the ops that matter are the
+        # write it read from and the one that replaced it
+        pending = []
+        if outcome.stale[0] >= 0:
+            marked[outcome.stale[0]] = "source"
+        marked[outcome.stale[1]] = "missed"
     need = model.requirement(c, fi)
     if outcome.unwritten:
         message = (
@@ -105,7 +113,7 @@ def explain_failure(
         failure["missed"] = op_json(outcome.stale[1])
         if outcome.stale[0] >= 0:
             failure["read_from"] = op_json(outcome.stale[0])
-    failure["timeline"] = _timeline(c, fi, prefix, concurrent, pending, group)
+    failure["timeline"] = _timeline(c, fi, prefix, concurrent, pending, group, marked)
     return failure
 
 
@@ -129,8 +137,10 @@ def _timeline(
     concurrent: list[int],
     pending: list[int],
     group: list[Operation],
+    marked: dict[int, str] | None = None,
 ) -> dict[str, Any]:
-    """The ops around the failure, with a role each, for the HTML view."""
+    """The ops around the failure, with a role each, for the HTML view (`marked`: roles of
+    their own, such as the write a stale read read from and the one it missed)."""
     fop = c.ops[fi]
     role: dict[int, str] = {}
     order: dict[int, int] = {}
@@ -141,11 +151,13 @@ def _timeline(
         role[c.ops[i].id] = "pending"
     for i in concurrent:
         role.setdefault(c.ops[i].id, "concurrent")
+    for i, name in (marked or {}).items():
+        role[c.ops[i].id] = name
     role[fop.id] = "failing"
     kept = {op.id for op in c.ops}
     f_ret = fop.ret if fop.ret is not None else max(op.call for op in group) + 1
     lo = fop.call
-    for i in concurrent + pending + prefix[-20:]:
+    for i in concurrent + pending + prefix[-20:] + list(marked or ()):
         lo = min(lo, c.ops[i].call)
     chosen = [
         op for op in group
@@ -188,6 +200,8 @@ th { background: #f3f3f3; }
 .pending { fill: #fbd38d; background: #fbd38d; }
 .concurrent { fill: #fbd38d; background: #fbd38d; }
 .other { fill: #d6dbe1; background: #d6dbe1; }
+.source { fill: #9ecae1; background: #9ecae1; }
+.missed { fill: #c994c7; background: #c994c7; }
 .ignored { fill: #f1f1f1; background: #f1f1f1; }
 svg text { font: 11px monospace; pointer-events: none; }
 svg rect.op { stroke: #555; stroke-width: .6; }
@@ -206,7 +220,9 @@ code { background: #f6f6f6; padding: 0 3px; }
 {% if f %}
 <h2>Timeline{% if f.key is not none %} of key {{ f.key }}{% endif %}</h2>
 <p class="legend"><span class="prefix">linearized prefix</span><span class="failing">cannot be
-linearized</span><span class="pending">pending / concurrent</span><span class="other">later or
+linearized</span>{% if f.read_from %}<span class="source">wrote the value read</span>{% endif %}
+{%- if f.missed %}<span class="missed">replaced it (missed)</span>{% endif -%}
+<span class="pending">pending / concurrent</span><span class="other">later or
 not involved</span><span class="ignored">did not happen / no output</span>
 The shaded band is the failing op's interval; x is the position in the history; an op without an
 end (info) may take effect any time after its start.</p>
@@ -214,20 +230,33 @@ end (info) may take effect any time after its start.</p>
 <h2>The op that cannot be linearized</h2>
 <p><code>{{ f.op.text }}</code>
 (history ops {{ f.op.invoke_index }}&ndash;{{ f.op.complete_index }}) needs {{ f.requires }}.
+{% if f.missed %}
+{% if f.read_from %}<code>{{ f.read_from.text }}</code> (history ops
+{{ f.read_from.invoke_index }}&ndash;{{ f.read_from.complete_index }}) wrote that value{% else %}
+That was the initial value{% endif %}, and <code>{{ f.missed.text }}</code> (history ops
+{{ f.missed.invoke_index }}&ndash;{{ f.missed.complete_index }}), invoked after every op that
+could write it had completed, replaced it and completed before this op was invoked: a stale
+read. No linearization puts the value back in between; this was found before any search.</p>
+{% else %}
 After the longest linearizable prefix found ({{ f.prefix_length }} ops)
 the state is <code>{{ f.state|show }}</code>.</p>
+{% endif %}
 <h2>Concurrent ops</h2>
+{% if f.concurrent %}
 <table><tr><th>op</th><th>history ops</th><th>status</th><th>in prefix</th></tr>
 {% for o in f.concurrent %}<tr><td><code>{{ o.text }}</code></td>
 <td>{{ o.invoke_index }}&ndash;{{ o.complete_index if o.complete_index is not none else "" }}</td>
 <td>{{ o.status }}</td><td>{{ "yes" if o.in_prefix else "no" }}</td></tr>
 {% endfor %}</table>
+{% else %}<p>None: no other op on this key overlaps it in time.</p>{% endif %}
+{% if f.prefix_tail %}
 <h2>End of the longest linearizable prefix</h2>
 <table><tr><th>#</th><th>op</th><th>state after</th></tr>
 {% for o in f.prefix_tail %}
 <tr><td>{{ f.prefix_length - f.prefix_tail|length + loop.index }}</td>
 <td><code>{{ o.text }}</code></td><td><code>{{ o.state_after|show }}</code></td></tr>
 {% endfor %}</table>
+{% endif %}
 {% endif %}
 </body></html>
 """
@@ -278,6 +307,16 @@ def _svg(timeline: dict[str, Any]) -> str:
             f'<line x1="{left}" x2="{width}" y1="{y + rh - 2}" y2="{y + rh - 2}" '
             'stroke="#eee"/>'
         )
+    # a label may run past its op's box, up to the next op in the same row
+    room: dict[int, float] = {}
+    by_row: dict[Any, list[dict[str, Any]]] = {}
+    for o in ops:
+        by_row.setdefault(o["process"], []).append(o)
+    for row_ops in by_row.values():
+        row_ops.sort(key=lambda o: o["call"])
+        for here, after in zip(row_ops, row_ops[1:] + [None], strict=True):
+            end = x(after["call"]) if after is not None else width
+            room[id(here)] = end - x(here["call"]) - 4
     for o in ops:
         y = top + row[o["process"]] * rh + 2
         a = o["call"]
@@ -294,8 +333,9 @@ def _svg(timeline: dict[str, Any]) -> str:
             f'height="{rh - 6}" rx="3"{dash}><title>{tip}</title></rect>'
         )
         label = o.get("label") or o["text"].split(" ", 1)[-1]
-        if w > 30:
-            max_chars = int(w / 6.6)
+        space = max(w, room.get(id(o), w))
+        if space > 30:
+            max_chars = int(space / 6.6)
             if len(label) > max_chars:
                 label = label[: max(1, max_chars - 1)] + "\u2026"
             parts.append(f'<text x="{x(a) + 3:.1f}" y="{y + 14}">{html.escape(label)}</text>')

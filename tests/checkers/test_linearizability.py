@@ -385,3 +385,22 @@ def test_a_stale_read_is_refuted_at_once_and_names_the_write_it_missed():
     # a crashed op that may write 1 again makes it legal
     ops.insert(4, {"process": 9, "type": "invoke", "f": "write", "value": 1})
     assert linearizability.check(ops, "cas-register")["valid"] is True
+
+
+def test_the_stale_reads_page_shows_the_write_it_read_and_the_one_it_missed():
+    from checkers.explain import render_html
+
+    ops = [
+        {"process": 0, "type": "invoke", "f": "write", "value": 1},
+        {"process": 0, "type": "ok", "f": "write", "value": 1},
+        {"process": 1, "type": "invoke", "f": "write", "value": 2},
+        {"process": 1, "type": "ok", "f": "write", "value": 2},
+        {"process": 2, "type": "invoke", "f": "read", "value": None},
+        {"process": 2, "type": "ok", "f": "read", "value": 1},
+    ]
+    page = render_html(linearizability.check(ops, "cas-register"))
+    roles = {role: page.count(f'class="op {role}"') for role in ("source", "missed", "failing")}
+    assert roles == {"source": 1, "missed": 1, "failing": 1}
+    assert ">write(1)</text>" in page and ">write(2)</text>" in page  # labelled, not slivers
+    assert "a stale read" in page and "None: no other op" in page
+    assert "longest linearizable prefix found" not in page  # no search was needed

@@ -205,14 +205,15 @@ def test_explore_on_two_workers_draws_the_same_runs(tmp_path: Path) -> None:
     # the same draws as one worker makes (the sequence is fixed by the seed)
     import random
 
-    from harness.campaign.explore import _drawn, allowed_shapes
+    from harness.campaign.explore import _drawn, search_space
     from harness.run.config import RunConfig
-    from harness.systems import make_system
 
-    caps = {"partition", "pause", "kill", "delay", "one-way", "disk", "lose-unsynced"}
-    shapes = allowed_shapes(make_system("paxos"), caps, ("register", "set"))
+    # the space the exploration drew from: this backend's capabilities as it found them (a
+    # list written out here fell behind when message loss came, and failed once enough runs
+    # got to the first draw with a lossy shape)
     base = RunConfig(seed=5, store=str(store))
-    drawn = _drawn(base, random.Random(5), shapes, ("register", "set"), 10)
+    shapes, workloads = search_space(base)
+    drawn = _drawn(base, random.Random(5), shapes, workloads, 10)
     expected = [next(drawn) for _ in runs]
     assert sorted((r["seed"], r["nemesis"]) for r in runs) == \
         sorted((c.seed, c.nemesis) for c in expected)

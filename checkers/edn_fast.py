@@ -49,8 +49,9 @@ _DELTA = {ord("["): 1, ord("]"): -1}
 def _depth(joined: str) -> int:
     """How deeply the brackets of JSON text nest (strings skipped)."""
     brackets = _BRACKETS_ONLY.sub("", joined)
-    if brackets.count("[") <= MAX_DEPTH:
-        return brackets.count("[")
+    opened = brackets.count("[")
+    if opened <= MAX_DEPTH:
+        return opened  # a bound, and cheap
     return max(itertools.accumulate(map(_DELTA.__getitem__, brackets.encode())), default=0)
 
 
@@ -170,8 +171,7 @@ def _build(v: list) -> Any:
             elif tk is list:
                 raise _NotSubset  # a collection as a key: edn_format's business
             x = v[i + 1]
-            tx = type(x)
-            out[k] = _build(x) if tx is list else x[1:] if tx is str and x[:1] == "\x01" else x
+            out[k] = _build(x) if type(x) is list else _plain(x)
         return out
     if head == _SET and type(head) is str:
         items = [_build(x) if type(x) is list else _plain(x) for x in v[1:]]

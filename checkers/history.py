@@ -211,7 +211,7 @@ def pair(ops: list[dict], validated: bool = False) -> list[Operation]:
     for pos, op in enumerate(ops):
         if not validated:
             validate_op(op, pos)
-        if op["process"] == NEMESIS:
+        if not is_client(op):
             continue
         proc = op["process"]
         try:

@@ -120,6 +120,21 @@ class Model:
             index=op.call,
         )
 
+    def _generic(self, ops: list[Operation], payload: Callable[[Operation], Any]
+                 ) -> tuple[list[Operation], list[int], list[Any], list[bool]]:
+        """Compiled's lists for a GENERIC model: the ops that may have happened (not `fail`),
+        each with its payload; an op the model does not know is refused."""
+        kept, a, definite = [], [], []
+        for op in ops:
+            if op.status == "fail":
+                continue
+            if op.f not in self.fs:
+                raise self._unknown_f(op)
+            kept.append(op)
+            a.append(payload(op))
+            definite.append(op.status == "ok")
+        return kept, [GENERIC] * len(kept), a, definite
+
     def _value(self, op: Operation) -> Any:
         """The op's argument: under Knossos an ok op's value is its completion's."""
         return op.output if self.knossos and op.status == "ok" else op.value
@@ -469,16 +484,7 @@ class MutexModel(Model):
         def step(locked: bool, acquire: bool) -> Any:
             return ILLEGAL if locked == acquire else acquire
 
-        kept, kind, a, definite = [], [], [], []
-        for op in ops:
-            if op.status == "fail":
-                continue
-            if op.f not in self.fs:
-                raise self._unknown_f(op)
-            kept.append(op)
-            kind.append(GENERIC)
-            a.append(op.f == "acquire")
-            definite.append(op.status == "ok")
+        kept, kind, a, definite = self._generic(ops, lambda op: op.f == "acquire")
         return Compiled(kept, kind, a, [None] * len(kept), definite, self.initial, step, None,
                         lambda locked: "held" if locked else "free")
 
@@ -515,12 +521,8 @@ class MultiRegisterModel(Model):
                 raise HistoryError(f"key {k!r} cannot be compared") from None
 
         start = {key_id(k): _hashable(v) for k, v in init.items()}
-        kept, kind, a, definite = [], [], [], []
-        for op in ops:
-            if op.status == "fail":
-                continue
-            if op.f != "txn":
-                raise self._unknown_f(op)
+
+        def micro_ops(op: Operation) -> tuple:
             txn = op.output if op.status == "ok" else op.value
             if not isinstance(txn, (list, tuple)):
                 raise HistoryError(f"a txn's value is a list of [f, key, value], got {txn!r}",
@@ -535,10 +537,9 @@ class MultiRegisterModel(Model):
                 if f in READS and v is None:
                     continue  # Knossos: a nil read is always legal
                 micro.append((f in WRITES, key_id(k), _hashable(v)))
-            kept.append(op)
-            kind.append(GENERIC)
-            a.append(tuple(micro))
-            definite.append(op.status == "ok")
+            return tuple(micro)
+
+        kept, kind, a, definite = self._generic(ops, micro_ops)
         n = len(keys)
         initial_state = tuple(start.get(i) for i in range(n))
 
@@ -591,17 +592,11 @@ class UnorderedQueueModel(Model):
                     counts[v] = n - 1
             return frozenset(counts.items())
 
-        kept, kind, a, definite = [], [], [], []
-        for op in ops:
-            if op.status == "fail":
-                continue
-            if op.f not in self.fs:
-                raise self._unknown_f(op)
+        def payload(op: Operation) -> tuple:
             value = op.output if op.f == "dequeue" and op.status == "ok" else self._value(op)
-            kept.append(op)
-            kind.append(GENERIC)
-            a.append((op.f == "enqueue", _hashable(value)))
-            definite.append(op.status == "ok")
+            return op.f == "enqueue", _hashable(value)
+
+        kept, kind, a, definite = self._generic(ops, payload)
         counts: dict[Any, int] = {}
         for x in self.initial or ():
             counts[_hashable(x)] = counts.get(_hashable(x), 0) + 1

@@ -141,13 +141,9 @@ def run(args: argparse.Namespace) -> int:
         print("harness bench-check: no DIR given, and this installation has no default corpus "
               "(it is tests/corpora/porcupine in the source repository)", file=sys.stderr)
         return 3
-    if args.initial is None:
-        args.initial = ()
-    else:
-        try:
-            args.initial = (json.loads(args.initial),)
-        except ValueError:
-            args.initial = (args.initial,)  # a bare word is a string value
+    from harness.commands.check import parse_initial
+
+    args.initial = () if args.initial is None else (parse_initial(args.initial),)
     if args.generate:
         try:
             sizes = [int(x) for x in args.sizes.split(",")]

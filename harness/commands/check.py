@@ -99,6 +99,14 @@ def check_file(
     return result
 
 
+def parse_initial(text: str) -> Any:
+    """An `--initial` option's value: JSON, else the bare word as a string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def _html_path(out: str, path: str, n_files: int, used: set[str]) -> Path:
     o = Path(out)
     if n_files == 1 and not out.endswith(("/", "\\")) and not o.is_dir():
@@ -119,13 +127,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"harness check: {option} must be above 0 and at most {high}, not {value:g}",
                   file=sys.stderr)
             return EXIT_BAD_INPUT
-    initial: Any = None
     initial_given = args.initial is not None
-    if initial_given:
-        try:
-            initial = json.loads(args.initial)
-        except ValueError:
-            initial = args.initial  # a bare word is a string value
+    initial = parse_initial(args.initial) if initial_given else None
     any_invalid = any_unknown = any_bad = False
     used_names: set[str] = set()
     for path in args.files:

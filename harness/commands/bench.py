@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.local import LocalBackend
+from harness.commands.bench_floor import BackgroundLoad, measure_floor
 from harness.run.config import ConfigError, check_node_args
 from harness.systems import make_system
 from harness.systems.paxos import statuses as cluster_statuses
@@ -439,6 +440,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--commands", type=int, metavar="N", default=None,
                         help="instead: N writes by the largest --clients count, reporting the "
                         "nodes' RSS every N/10 commands (memory over a long run)")
+    parser.add_argument("--background-load", type=int, default=0, metavar="N",
+                        help="run N CPU-bound processes during the measurement, to take the "
+                        "figures of a busy machine on purpose (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--save", metavar="FILE", default=None,
                         help="also write the JSON to FILE (with the table on the screen)")
@@ -469,6 +473,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--seconds must be between 0.1 and 3600, not {args.seconds:g}")
         if any(c > 10_000 for c in clients):
             raise ValueError("--clients must be at most 10000 each")
+        if not 0 <= args.background_load <= 64:
+            raise ValueError(f"--background-load must be between 0 and 64, not "
+                             f"{args.background_load}")
         if args.node_args:
             check_node_args(args.node_args)
         systems = [s.strip() for s in args.system.split(",") if s.strip()]
@@ -481,6 +488,16 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, ConfigError) as exc:
         print(f"harness bench: {exc}", file=sys.stderr)
         return 3
+    if args.data_root is not None and not Path(args.data_root).is_dir():
+        print(f"harness bench: --data-root {args.data_root}: no such directory", file=sys.stderr)
+        return 3
+    # Long enough for any bench; the processes also end when this one is gone.
+    with BackgroundLoad(args.background_load, 48 * 3600):
+        return _measure(args, clients, modes, ops, systems)
+
+
+def _measure(args: argparse.Namespace, clients: list[int], modes: list[str], ops: list[str],
+             systems: list[str]) -> int:
     load_before = loadavg()
     if args.commands is not None:
         try:
@@ -489,6 +506,7 @@ def run(args: argparse.Namespace) -> int:
         except (RuntimeError, OSError) as exc:
             print(f"harness bench: {exc}", file=sys.stderr)
             return 3
+        result["background_load"] = args.background_load
         if args.save:
             Path(args.save).write_text(json.dumps(result, indent=1) + "\n")
         if args.json:
@@ -504,6 +522,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     rows: list[dict] = []
     try:
+        floor = measure_floor(args.data_root)
         for system in systems:
             if system != "paxos":
                 rows += asyncio.run(bench_system(system, clients, args.seconds, ops,
@@ -526,7 +545,12 @@ def run(args: argparse.Namespace) -> int:
                 ratios.append({"op": op, "clients": c,
                                "multi_over_classic_p50": multi[0]["p50_ms"]
                                / classic[0]["p50_ms"]})
+    for r in rows:
+        # The floor holds for one client; more clients queue behind each other by design.
+        r["floor_p50_ms"] = floor[f"{r['op']}_p50_ms"] if r["clients"] == 1 else None
+        r["p50_over_floor"] = (r["p50_ms"] / r["floor_p50_ms"] if r["floor_p50_ms"] else None)
     report = {"machine": machine(), "loadavg_before": load_before, "loadavg_after": loadavg(),
+              "background_load": args.background_load, "floor": floor,
               "seconds": args.seconds, "rows": rows, "ratios": ratios}
     if args.save:
         Path(args.save).write_text(json.dumps(report, indent=1) + "\n")
@@ -538,14 +562,22 @@ def run(args: argparse.Namespace) -> int:
     table = [[r["mode"], r["op"], r["clients"], f"{r['throughput']:.0f}", f"{r['p50_ms']:.2f}",
               f"{r['p99_ms']:.2f}", _fmt(r["messages_per_op"], ".2f"),
               _fmt(r["phase1_per_op"], ".3f"), _fmt(r["fsyncs_per_op"], ".3f"),
-              _fmt(r["batch"], ".1f"), r["errors"]] for r in rows]
+              _fmt(r["batch"], ".1f"), _fmt(r["p50_over_floor"], ".1f"), r["errors"]]
+             for r in rows]
     print(tabulate(table, headers=["mode", "op", "clients", "ops/s", "p50 ms", "p99 ms",
-                                   "msgs/op", "phase1/op", "fsyncs/op", "batch", "errors"]))
+                                   "msgs/op", "phase1/op", "fsyncs/op", "batch", "p50/floor",
+                                   "errors"]))
+    print(f"floor: fdatasync p50 {floor['fsync']['p50_ms']:.3f} ms (p99 "
+          f"{floor['fsync']['p99_ms']:.3f}) in {floor['data_root']}, loopback round trip p50 "
+          f"{floor['loopback_rtt']['p50_ms']:.3f} ms (p99 {floor['loopback_rtt']['p99_ms']:.3f}); "
+          f"one-client write {floor['write_p50_ms']:.3f} ms, read {floor['read_p50_ms']:.3f} ms")
     for r in ratios:
         print(f"multi/classic p50, {r['op']}, {r['clients']} client(s): "
               f"{r['multi_over_classic_p50']:.2f}")
     la = loadavg()
     if load_before and la:
+        extra = (f", {args.background_load} CPU-bound background processes"
+                 if args.background_load else "")
         print(f"load average {load_before[0]:.2f} before, {la[0]:.2f} after "
-              f"({machine()['cpus']} CPUs)")
+              f"({machine()['cpus']} CPUs{extra})")
     return 0

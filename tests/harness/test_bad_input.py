@@ -130,6 +130,8 @@ CASES = [
     (["bench", "--seconds", "nan"], 3, "--seconds must be between"),
     (["bench", "--clients", "x"], 3, "--clients must be integers"),
     (["bench", "--commands", "0"], 3, "--commands must be between"),
+    (["bench", "--background-load", "65"], 3, "--background-load must be between 0 and 64"),
+    (["bench", "--data-root", "/no/such/dir"], 3, "--data-root /no/such/dir: no such directory"),
     (["bench", "--system", "maelstrom"], 3, "--system takes paxos, etcd"),
     (["run", "--system", "maelstrom"], 3, "--system maelstrom needs --bin PROGRAM"),
     (["run", "--bin", "x"], 3, "--bin and --bin-arg are for --system maelstrom"),

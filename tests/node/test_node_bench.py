@@ -5,9 +5,16 @@ only that the measurement measures what it says."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
+
+from harness.commands.bench_floor import BackgroundLoad, fsync_latency, loopback_round_trip
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +44,71 @@ def test_bench_modes_ops_and_counters() -> None:
     classic = rows[("classic", "write", 4)]
     assert classic["phase1_per_op"] > 0.9 and classic["batch"] == 1
     assert {r["op"] for r in out["ratios"]} == {"write", "read"}
+    floor = out["floor"]
+    assert floor["fsync"]["p50_ms"] > 0 and floor["loopback_rtt"]["p50_ms"] > 0
+    assert floor["write_p50_ms"] == pytest.approx(
+        2 * floor["loopback_rtt"]["p50_ms"] + floor["fsync"]["p50_ms"])
+    for r in rows.values():
+        if r["clients"] == 1:
+            assert r["floor_p50_ms"] == floor[f"{r['op']}_p50_ms"]
+            assert r["p50_over_floor"] == pytest.approx(r["p50_ms"] / r["floor_p50_ms"])
+        else:
+            assert r["floor_p50_ms"] is None and r["p50_over_floor"] is None
+    assert out["background_load"] == 0
+
+
+def _spinners() -> list[int]:
+    """Pids of background-load processes still alive (their command line names the loop)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"200_000" in cmd and b"getppid" in cmd:
+                found.append(int(entry.name))
+    return found
+
+
+def test_background_load_runs_during_the_bench_and_is_gone_after() -> None:
+    out = bench("--seconds", "0.3", "--clients", "1", "--modes", "multi", "--ops", "write",
+                "--background-load", "2")
+    assert out["background_load"] == 2 and out["rows"][0]["ops"] > 0
+    assert _spinners() == []
+    with BackgroundLoad(2, 30) as load:
+        time.sleep(0.3)
+        assert all(p.poll() is None for p in load.procs)
+        assert set(p.pid for p in load.procs) <= set(_spinners())
+    assert _spinners() == []
+
+
+def test_background_load_ends_when_its_bench_is_killed() -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time\nfrom harness.commands.bench_floor import "
+         "BackgroundLoad\nwith BackgroundLoad(1, 60):\n    print('up', flush=True)\n"
+         "    time.sleep(60)\n"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "up\n"
+        assert len(_spinners()) == 1
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while _spinners() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = _spinners()
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+
+
+def test_floor_measures_a_disk_and_a_round_trip(tmp_path: Path) -> None:
+    disk = fsync_latency(str(tmp_path), samples=20)
+    rtt = loopback_round_trip(samples=50)
+    assert disk["samples"] == 20 and rtt["samples"] == 50
+    assert 0 < disk["p50_ms"] <= disk["p99_ms"] and 0 < rtt["p50_ms"] <= rtt["p99_ms"]
+    assert list(tmp_path.iterdir()) == []      # the probe file is gone
 
 
 def test_bench_commands_reports_memory() -> None:

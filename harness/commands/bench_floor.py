@@ -1,0 +1,131 @@
+"""What this machine allows: the floor under `harness bench`'s figures, and a reproducible load.
+
+The floor of a one-client write is a client round trip, one peer round trip (the Accepts; the
+leader's own fsync runs beside them) and one fsync; of a one-client read, the two round trips
+(ReadIndex confirms leadership with one heartbeat round, no disk). Both are measured here before
+the cells run, with the same kinds of parts the nodes use: an append plus `fdatasync` in the data
+root, and a blocking request/reply over TCP on loopback between two Python processes (so one
+process wake-up on each side is in the floor, as it is in every hop of the node).
+
+`BackgroundLoad` runs N CPU-bound processes during the measurement, so the figures for a busy
+machine can be taken again on purpose instead of waiting for one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+_ECHO = r"""
+import socket, sys
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(1)
+srv.settimeout(10)
+print(srv.getsockname()[1], flush=True)
+conn, _ = srv.accept()
+conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+conn.settimeout(10)
+while True:
+    data = conn.recv(4096)
+    if not data:
+        break
+    conn.sendall(data)
+"""
+
+# A spinning process that ends on its own when the bench that started it is gone (or after its
+# lifetime), even if that bench was killed before it could stop it.
+_SPIN = r"""
+import os, sys, time
+parent, end = int(sys.argv[2]), time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end and os.getppid() == parent:
+    for _ in range(200_000):
+        pass
+"""
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    values = sorted(values)
+    n = len(values)
+    return {"p50_ms": values[n // 2] * 1000, "p99_ms": values[min(n - 1, int(0.99 * n))] * 1000,
+            "samples": n}
+
+
+def fsync_latency(directory: str | None, samples: int = 200) -> dict[str, float]:
+    """Append 64 bytes and `fdatasync`, `samples` times, in a fresh file under `directory`."""
+    fd, path = tempfile.mkstemp(prefix="bench-floor-", dir=directory)
+    try:
+        times = []
+        record = b"x" * 63 + b"\n"
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            os.write(fd, record)
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return _quantiles(times)
+
+
+def loopback_round_trip(samples: int = 2000) -> dict[str, float]:
+    """A 64-byte request and its echo over TCP on 127.0.0.1, to another Python process."""
+    proc = subprocess.Popen([sys.executable, "-c", _ECHO], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            request = b"y" * 63 + b"\n"
+            times = []
+            for _ in range(samples):
+                t0 = time.perf_counter()
+                sock.sendall(request)
+                got = 0
+                while got < len(request):
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        raise OSError("the loopback echo process closed its connection")
+                    got += len(chunk)
+                times.append(time.perf_counter() - t0)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    return _quantiles(times)
+
+
+def measure_floor(data_root: str | None) -> dict[str, Any]:
+    fsync = fsync_latency(data_root)
+    rtt = loopback_round_trip()
+    return {"fsync": fsync, "loopback_rtt": rtt,
+            "write_p50_ms": 2 * rtt["p50_ms"] + fsync["p50_ms"],
+            "read_p50_ms": 2 * rtt["p50_ms"],
+            "data_root": data_root or tempfile.gettempdir()}
+
+
+class BackgroundLoad:
+    """`count` processes each spinning on a core for at most `lifetime` seconds."""
+
+    def __init__(self, count: int, lifetime: float) -> None:
+        self.count = count
+        self.lifetime = lifetime
+        self.procs: list[subprocess.Popen] = []
+
+    def __enter__(self) -> BackgroundLoad:
+        for _ in range(self.count):
+            self.procs.append(subprocess.Popen(
+                [sys.executable, "-c", _SPIN, str(self.lifetime), str(os.getpid())],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            proc.kill()
+        for proc in self.procs:
+            proc.wait(timeout=10)
+        self.procs = []

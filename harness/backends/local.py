@@ -69,7 +69,8 @@ class LocalBackend(Backend):
                  direct: bool = False, system: System | None = None) -> None:
         super().__init__(node_ids, run_dir, node_args, run_id, per_node_args, system)
         self.base_port = base_port
-        # Direct: peers dial each other without proxies (benchmarks; no network faults then).
+        # Direct: peers dial each other without proxies and fsync without the disk-fault shim
+        # (benchmarks: no faults then, and none of the harness's cost inside the members).
         self.direct = direct
         self.addresses: dict[str, tuple[str, int]] = {}
         self.procs: dict[str, subprocess.Popen] = {}
@@ -82,10 +83,9 @@ class LocalBackend(Backend):
 
     def capabilities(self) -> set[str]:
         caps = {"pause", "kill"}
-        if self.system.fsync_shim:
+        if self.system.fsync_shim and not self.direct:
             caps.add("disk")  # the slow-disk shim is a Python sitecustomize
-            if not self.direct:
-                caps.add("lose-unsynced")  # so is the sync journal
+            caps.add("lose-unsynced")  # so is the sync journal
         routable = not self.system.extra_ports or self.system.sender_header is not None
         if not self.direct and routable:
             # The proxies split links by the port each member dials, or, for a system whose
@@ -159,8 +159,8 @@ class LocalBackend(Backend):
         env[RUN_ENV] = self.run_id
         env[CONTROLLER_ENV] = str(os.getpid())
         # Absolute: a member may run its program in another directory (Maelstrom's bridge).
-        env[SLOW_DISK_ENV] = str(self.disk_flag(node).resolve())
         if not self.direct:
+            env[SLOW_DISK_ENV] = str(self.disk_flag(node).resolve())
             env[SYNC_JOURNAL_ENV] = str(self.sync_journal(node).resolve())
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(FAULTFS), str(REPO_ROOT), env.get("PYTHONPATH")]))

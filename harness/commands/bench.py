@@ -277,12 +277,15 @@ async def measure_cells(mode: str, ops: list[str], client_counts: list[int], lea
     rows = []
     for op in ops:
         for clients in client_counts:
-            before = counters_of(await snapshot())
+            first = await snapshot()
+            before = counters_of(first)
             t0 = time.monotonic()
             run = await load(op, clients)
             elapsed = time.monotonic() - t0
             after = counters_of(await snapshot())
-            rows.append(row_of(mode, op, clients, run, elapsed, leader, delta(before, after)))
+            row = row_of(mode, op, clients, run, elapsed, leader, delta(before, after))
+            row["event_loop"] = (first.get(leader) or {}).get("event_loop")
+            rows.append(row)
     return rows
 
 

@@ -5,7 +5,9 @@ leader's own fsync runs beside them) and one fsync; of a one-client read, the tw
 (ReadIndex confirms leadership with one heartbeat round, no disk). Both are measured here before
 the cells run, with the same kinds of parts the nodes use: an append plus `fdatasync` in the data
 root, and a blocking request/reply over TCP on loopback between two Python processes (so one
-process wake-up on each side is in the floor, as it is in every hop of the node).
+process wake-up on each side is in the floor, as it is in every hop of the node). Beside it, the
+fsync as three processes syncing at once see it: the members of a local cluster share one disk,
+and that, not the lone fsync, is what a follower's vote waits for.
 
 `BackgroundLoad` runs N CPU-bound processes during the measurement, so the figures for a busy
 machine can be taken again on purpose instead of waiting for one.
@@ -13,6 +15,7 @@ machine can be taken again on purpose instead of waiting for one.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -73,6 +76,47 @@ def fsync_latency(directory: str | None, samples: int = 200) -> dict[str, float]
     return _quantiles(times)
 
 
+_FSYNC_PEER = r"""
+import json, os, sys, tempfile, time
+fd, path = tempfile.mkstemp(prefix="bench-floor-", dir=sys.argv[1] or None)
+start, samples, times = float(sys.argv[2]), int(sys.argv[3]), []
+while time.time() < start:
+    time.sleep(0.001)
+try:
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        os.write(fd, b"x" * 63 + b"\n")
+        os.fdatasync(fd)
+        times.append(time.perf_counter() - t0)
+finally:
+    os.close(fd)
+    os.unlink(path)
+print(json.dumps(times))
+"""
+
+
+def fsync_latency_shared(directory: str | None, members: int = 3,
+                         samples: int = 200) -> dict[str, float]:
+    """The same append and `fdatasync` by `members` processes at once on one file system, as
+    the members of a local cluster do for every write: what one of them waits when all sync."""
+    start = time.time() + 0.3
+    procs = [subprocess.Popen([sys.executable, "-c", _FSYNC_PEER, directory or "", str(start),
+                               str(samples)], stdout=subprocess.PIPE, text=True)
+             for _ in range(members)]
+    times: list[float] = []
+    try:
+        for proc in procs:
+            out, _ = proc.communicate(timeout=120)
+            if proc.returncode != 0:
+                raise OSError(f"the fsync probe in {directory or tempfile.gettempdir()} failed")
+            times += json.loads(out)
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=10)
+    return _quantiles(times)
+
+
 def loopback_round_trip(samples: int = 2000) -> dict[str, float]:
     """A 64-byte request and its echo over TCP on 127.0.0.1, to another Python process."""
     proc = subprocess.Popen([sys.executable, "-c", _ECHO], stdout=subprocess.PIPE, text=True)
@@ -102,7 +146,8 @@ def loopback_round_trip(samples: int = 2000) -> dict[str, float]:
 def measure_floor(data_root: str | None) -> dict[str, Any]:
     fsync = fsync_latency(data_root)
     rtt = loopback_round_trip()
-    return {"fsync": fsync, "loopback_rtt": rtt,
+    return {"fsync": fsync, "fsync_shared_by_3": fsync_latency_shared(data_root),
+            "loopback_rtt": rtt,
             "write_p50_ms": 2 * rtt["p50_ms"] + fsync["p50_ms"],
             "read_p50_ms": 2 * rtt["p50_ms"],
             "data_root": data_root or tempfile.gettempdir()}

@@ -19,9 +19,10 @@ from harness.commands.bench_floor import BackgroundLoad, fsync_latency, loopback
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def bench(*args: str) -> dict:
+def bench(*args: str, env: dict[str, str] | None = None) -> dict:
     r = subprocess.run([sys.executable, "-m", "harness", "bench", *args, "--json"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, **(env or {})})
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
@@ -55,6 +56,20 @@ def test_bench_modes_ops_and_counters() -> None:
         else:
             assert r["floor_p50_ms"] is None and r["p50_over_floor"] is None
     assert out["background_load"] == 0
+
+
+def test_the_node_runs_on_the_standard_loop_when_told() -> None:
+    """uvloop where installed (the test extras install it), asyncio when PAXOS_NODE_LOOP says
+    so: both loops carry writes and reads, and the status says which one ran."""
+    try:
+        import uvloop  # noqa: F401
+        default = "uvloop"
+    except ImportError:
+        default = "asyncio"
+    for env, expected in (({}, default), ({"PAXOS_NODE_LOOP": "asyncio"}, "asyncio")):
+        out = bench("--seconds", "0.3", "--clients", "1,4", "--modes", "multi", env=env)
+        assert {r["event_loop"] for r in out["rows"]} == {expected}
+        assert all(r["ops"] > 0 and r["errors"] == 0 for r in out["rows"])
 
 
 def _spinners() -> list[int]:

@@ -361,7 +361,12 @@ def test_restarted_follower_catches_up_from_a_snapshot(tmp_path) -> None:
             time.sleep(0.05)
         assert s["digest"] == c.status(ld)["digest"]
         assert "installed snapshot" in c.log_text(lag)
-        assert os.path.exists(os.path.join(str(tmp_path), lag, "snapshot.bin"))
+        # The snapshot is applied, then written by the disk worker: give the write its moment.
+        snapshot = os.path.join(str(tmp_path), lag, "snapshot.bin")
+        deadline = time.monotonic() + 5
+        while not os.path.exists(snapshot) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert os.path.exists(snapshot)
         log = fetch_log(c, lag)
         assert log["first"] == s["first"] and all(e["slot"] >= log["first"]
                                                   for e in log["entries"])

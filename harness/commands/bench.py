@@ -103,6 +103,50 @@ def delta(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]
             for node, c in after.items()}
 
 
+class CellProgress:
+    """The live line on stderr while cells run: which one, how many are done, the time left.
+    Transient: the table replaces it, and a stderr that is not a terminal gets nothing."""
+
+    def __init__(self, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[now]}"), TimeElapsedColumn(),
+                            TextColumn("eta"), TimeRemainingColumn(),
+                            console=Console(stderr=True), transient=True,
+                            refresh_per_second=2)  # the bench's own CPU is the nodes' loss
+        self.task = self.bar.add_task("cells", total=total, now="measuring the floor")
+
+    def __enter__(self) -> CellProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)
+
+    def now(self, text: str) -> None:
+        self.bar.update(self.task, now=text)
+
+    def cell_done(self) -> None:
+        self.bar.advance(self.task)
+
+
+class _Quiet:
+    def now(self, text: str) -> None:
+        pass
+
+    def cell_done(self) -> None:
+        pass
+
+
 class _Client(asyncio.Protocol):
     """One closed-loop client on its own connection: the next request leaves when the reply to
     the last one is in."""
@@ -252,10 +296,13 @@ def make_backend(mode: str, extra_args: list[str], data_root: str | None
 
 async def bench_mode(mode: str, client_counts: list[int], seconds: float,
                      extra_args: list[str], ops: list[str] | None = None,
-                     data_root: str | None = None) -> list[dict[str, Any]]:
+                     data_root: str | None = None, progress: Any = None
+                     ) -> list[dict[str, Any]]:
+    progress = progress or _Quiet()
     backend, tmp = make_backend(mode, extra_args, data_root)
     rows = []
     try:
+        progress.now(f"paxos ({mode}): starting 3 nodes")
         await asyncio.to_thread(backend.setup)
         addresses = {n: backend.client_address(n) for n in backend.node_ids}
         leader = await wait_leader(addresses)
@@ -264,7 +311,7 @@ async def bench_mode(mode: str, client_counts: list[int], seconds: float,
         rows = await measure_cells(
             mode, ops or ["write", "read"], client_counts, leader, lambda: statuses(addresses),
             lambda op, clients: closed_loop(addresses[leader], clients, op, seconds,
-                                            f"{op}{clients}-"))
+                                            f"{op}{clients}-"), progress)
     finally:
         await asyncio.to_thread(backend.teardown)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -272,11 +319,13 @@ async def bench_mode(mode: str, client_counts: list[int], seconds: float,
 
 
 async def measure_cells(mode: str, ops: list[str], client_counts: list[int], leader: str,
-                        snapshot: Any, load: Any) -> list[dict[str, Any]]:
+                        snapshot: Any, load: Any, progress: Any = None) -> list[dict[str, Any]]:
     """One row per (op, clients): the load's latencies and the counters it moved."""
+    progress = progress or _Quiet()
     rows = []
     for op in ops:
         for clients in client_counts:
+            progress.now(f"{mode}: {op}s, {clients} client{'s' if clients > 1 else ''}")
             first = await snapshot()
             before = counters_of(first)
             t0 = time.monotonic()
@@ -286,6 +335,7 @@ async def measure_cells(mode: str, ops: list[str], client_counts: list[int], lea
             row = row_of(mode, op, clients, run, elapsed, leader, delta(before, after))
             row["event_loop"] = (first.get(leader) or {}).get("event_loop")
             rows.append(row)
+            progress.cell_done()
     return rows
 
 
@@ -323,8 +373,10 @@ async def system_loop(system: Any, address: tuple[str, int], clients: int, op: s
 
 
 async def bench_system(name: str, client_counts: list[int], seconds: float,
-                       ops: list[str], data_root: str | None) -> list[dict[str, Any]]:
+                       ops: list[str], data_root: str | None, progress: Any = None
+                       ) -> list[dict[str, Any]]:
     """The same cells against another system (etcd), on the same local backend, direct links."""
+    progress = progress or _Quiet()
     system = make_system(name)
     tmp = Path(tempfile.mkdtemp(prefix=f"paxos-bench-{name}-", dir=data_root))
     backend = LocalBackend(["n1", "n2", "n3"], tmp, [], f"bench-{name}-{tmp.name}",
@@ -337,6 +389,7 @@ async def bench_system(name: str, client_counts: list[int], seconds: float,
 
     rows = []
     try:
+        progress.now(f"{name}: starting 3 members")
         await asyncio.to_thread(backend.setup)
         addresses = {n: backend.client_address(n) for n in backend.node_ids}
         deadline = time.monotonic() + 30
@@ -350,7 +403,8 @@ async def bench_system(name: str, client_counts: list[int], seconds: float,
         await system_loop(system, addresses[leader], KEYS, "write", 0.5)
         rows = await measure_cells(
             name, ops, client_counts, leader, snapshot,
-            lambda op, clients: system_loop(system, addresses[leader], clients, op, seconds))
+            lambda op, clients: system_loop(system, addresses[leader], clients, op, seconds),
+            progress)
     finally:
         await asyncio.to_thread(backend.teardown)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -524,16 +578,19 @@ def _measure(args: argparse.Namespace, clients: list[int], modes: list[str], ops
               f"{result['snapshot_first_slot']}")
         return 0
     rows: list[dict] = []
+    cells = len(ops) * len(clients) * sum(len(modes) if s == "paxos" else 1 for s in systems)
     try:
-        floor = measure_floor(args.data_root)
-        for system in systems:
-            if system != "paxos":
-                rows += asyncio.run(bench_system(system, clients, args.seconds, ops,
-                                                 args.data_root))
-                continue
-            for mode in modes:
-                rows += asyncio.run(bench_mode(mode, clients, args.seconds, args.node_args,
-                                               ops, args.data_root))
+        with CellProgress(cells) as progress:
+            floor = measure_floor(args.data_root)
+            for system in systems:
+                if system != "paxos":
+                    rows += asyncio.run(bench_system(system, clients, args.seconds, ops,
+                                                     args.data_root, progress))
+                    continue
+                for mode in modes:
+                    rows += asyncio.run(bench_mode(mode, clients, args.seconds,
+                                                   args.node_args, ops, args.data_root,
+                                                   progress))
     except (RuntimeError, OSError) as exc:
         print(f"harness bench: {exc}", file=sys.stderr)
         return 3

@@ -835,8 +835,8 @@ def event_loop_name() -> str:
 
 def event_loop_runner() -> Callable[[Any], Any]:
     """uvloop where it is installed (`harness bench`, two alternating rounds: one-client writes
-    0.71 ms p50 against 0.80, 64-client reads 48,000/s against 41,000), else the standard loop:
-    the node needs only the standard library."""
+    0.66-0.76 ms p50 against 0.78-0.81, 64-client reads 47,400-48,600/s against 41,200-41,300),
+    else the standard loop: the node needs only the standard library."""
     if event_loop_name() == "uvloop":
         import uvloop
 

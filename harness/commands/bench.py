@@ -628,7 +628,8 @@ def _measure(args: argparse.Namespace, clients: list[int], modes: list[str], ops
                                    "msgs/op", "phase1/op", "fsyncs/op", "batch", "p50/floor",
                                    "errors"]))
     print(f"floor: fdatasync p50 {floor['fsync']['p50_ms']:.3f} ms (p99 "
-          f"{floor['fsync']['p99_ms']:.3f}) in {floor['data_root']}, loopback round trip p50 "
+          f"{floor['fsync']['p99_ms']:.3f}; {floor['fsync_shared_by_3']['p50_ms']:.3f} with "
+          f"three processes syncing at once) in {floor['data_root']}, loopback round trip p50 "
           f"{floor['loopback_rtt']['p50_ms']:.3f} ms (p99 {floor['loopback_rtt']['p99_ms']:.3f}); "
           f"one-client write {floor['write_p50_ms']:.3f} ms, read {floor['read_p50_ms']:.3f} ms")
     for r in ratios:

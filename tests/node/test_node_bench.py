@@ -47,6 +47,7 @@ def test_bench_modes_ops_and_counters() -> None:
     assert {r["op"] for r in out["ratios"]} == {"write", "read"}
     floor = out["floor"]
     assert floor["fsync"]["p50_ms"] > 0 and floor["loopback_rtt"]["p50_ms"] > 0
+    assert floor["fsync_shared_by_3"]["samples"] == 600
     assert floor["write_p50_ms"] == pytest.approx(
         2 * floor["loopback_rtt"]["p50_ms"] + floor["fsync"]["p50_ms"])
     for r in rows.values():
@@ -101,7 +102,7 @@ def test_bench_shows_its_progress_on_a_terminal() -> None:
     assert "multi: writes, 1 client" in text and "multi: reads, 1 client" in text
     assert "0/2" in text and "2/2" in text
     assert "bench" not in out.splitlines()[0]      # stdout has the table, not the bar
-    assert "write" in out and "floor:" in out
+    assert "write" in out and "floor:" in out and "three processes syncing at once" in out
 
 
 def _spinners() -> list[int]:

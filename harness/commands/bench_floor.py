@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 _ECHO = r"""
@@ -59,8 +60,9 @@ def _quantiles(values: list[float]) -> dict[str, float]:
             "samples": n}
 
 
-def fsync_latency(directory: str | None, samples: int = 200) -> dict[str, float]:
-    """Append 64 bytes and `fdatasync`, `samples` times, in a fresh file under `directory`."""
+def fsync_times(directory: str | None, samples: int) -> list[float]:
+    """Seconds of each of `samples` appends of 64 bytes plus `fdatasync`, in a fresh file under
+    `directory` (removed after)."""
     fd, path = tempfile.mkstemp(prefix="bench-floor-", dir=directory)
     try:
         times = []
@@ -73,25 +75,21 @@ def fsync_latency(directory: str | None, samples: int = 200) -> dict[str, float]
     finally:
         os.close(fd)
         os.unlink(path)
-    return _quantiles(times)
+    return times
 
 
+def fsync_latency(directory: str | None, samples: int = 200) -> dict[str, float]:
+    return _quantiles(fsync_times(directory, samples))
+
+
+# One of the processes syncing at once: they start together at a wall-clock instant.
 _FSYNC_PEER = r"""
-import json, os, sys, tempfile, time
-fd, path = tempfile.mkstemp(prefix="bench-floor-", dir=sys.argv[1] or None)
-start, samples, times = float(sys.argv[2]), int(sys.argv[3]), []
+import json, sys, time
+from harness.commands.bench_floor import fsync_times
+start = float(sys.argv[2])
 while time.time() < start:
     time.sleep(0.001)
-try:
-    for _ in range(samples):
-        t0 = time.perf_counter()
-        os.write(fd, b"x" * 63 + b"\n")
-        os.fdatasync(fd)
-        times.append(time.perf_counter() - t0)
-finally:
-    os.close(fd)
-    os.unlink(path)
-print(json.dumps(times))
+print(json.dumps(fsync_times(sys.argv[1] or None, int(sys.argv[3]))))
 """
 
 
@@ -100,8 +98,11 @@ def fsync_latency_shared(directory: str | None, members: int = 3,
     """The same append and `fdatasync` by `members` processes at once on one file system, as
     the members of a local cluster do for every write: what one of them waits when all sync."""
     start = time.time() + 0.3
+    root = str(Path(__file__).resolve().parents[2])   # the peers import this module
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [root, os.environ.get("PYTHONPATH")]))}
     procs = [subprocess.Popen([sys.executable, "-c", _FSYNC_PEER, directory or "", str(start),
-                               str(samples)], stdout=subprocess.PIPE, text=True)
+                               str(samples)], stdout=subprocess.PIPE, text=True, env=env)
              for _ in range(members)]
     times: list[float] = []
     try:
@@ -122,7 +123,10 @@ def loopback_round_trip(samples: int = 2000) -> dict[str, float]:
     proc = subprocess.Popen([sys.executable, "-c", _ECHO], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        port = int(proc.stdout.readline())
+        line = proc.stdout.readline()
+        if not line.strip().isdigit():
+            raise OSError("the loopback echo process did not start listening on 127.0.0.1")
+        port = int(line)
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             request = b"y" * 63 + b"\n"

@@ -78,13 +78,24 @@ def test_partitions_reach_etcd_and_the_leader_changes(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_serializable_reads_are_caught_stale_under_partitions(tmp_path: Path) -> None:
     # Long isolations and many clients: a member cut off keeps answering serializable reads
-    # from its own state while the others go on writing (caught at seeds 4, 6 and 7, 3 of 3).
-    proc, run_dir, results = _run(tmp_path / "store", "--serializable-reads", "--nemesis",
-                                  "partition:isolate-one/isolate-leader", "--nemesis-interval",
-                                  "5", "--time-limit", "25", "--concurrency", "12", "--rate",
-                                  "300", "--seed", "4")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    lin = results["checkers"]["linearizability"]
+    # from its own state while the others go on writing. Whether one such read lands after an
+    # acknowledged write depends on real etcd's timing, so up to three seeds are tried (each
+    # caught it alone when measured; seed 4 once missed on a busy CI machine); every run that
+    # ends must be a real verdict, never a harness failure.
+    caught = None
+    outcomes = []
+    for seed in ("4", "6", "7"):
+        proc, run_dir, results = _run(tmp_path / f"store-{seed}", "--serializable-reads",
+                                      "--nemesis", "partition:isolate-one/isolate-leader",
+                                      "--nemesis-interval", "5", "--time-limit", "25",
+                                      "--concurrency", "12", "--rate", "300", "--seed", seed)
+        assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+        outcomes.append((seed, proc.returncode))
+        if proc.returncode == 1:
+            caught = results
+            break
+    assert caught is not None, f"no stale serializable read caught: {outcomes}"
+    lin = caught["checkers"]["linearizability"]
     assert lin["valid"] is False
     op = lin["failure"]["op"]
     assert op["f"] == "read" and op["node"] in ("n1", "n2", "n3")

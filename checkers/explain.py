@@ -210,6 +210,8 @@ svg rect.op:hover { stroke: #000; stroke-width: 2; }
 /* rtl: a wide timeline opens scrolled to its right end, where the failing op is */
 .scroll svg { direction: ltr; }
 code { background: #f6f6f6; padding: 0 3px; }
+#evidence tr.row-1 th, #evidence tr.row-1 td { background: #fde2e1; }
+.fault { background: #e8eef7; padding: 0 .3em; border-radius: 3px; }
 </style></head><body>
 <h1>{{ title }}</h1>
 <p class="verdict {{ verdict_class }}"><b>{{ verdict_text }}</b>
@@ -217,6 +219,25 @@ code { background: #f6f6f6; padding: 0 3px; }
 <p>Model <code>{{ result.model }}</code>, {{ result.ops }} ops ({{ result.ok }} ok,
 {{ result.fail }} fail, {{ result.info }} info) over {{ result["keys"] }} key(s),
 {{ result.configurations }} configurations explored in {{ "%.3f"|format(result.seconds) }} s.</p>
+{% if ctx and ctx.rows %}
+<h2 id="where">Where and when</h2>
+<table id="evidence"><tr><th></th><th>operation</th><th>process</th><th>node</th>
+<th>invoked (s)</th><th>completed (s)</th><th>latency (ms)</th><th></th></tr>
+{% for r in ctx.rows %}<tr class="row-{{ loop.index }}"><th>{{ r.role }}</th>
+<td><code>{{ r.text }}</code></td><td>{{ r.process }}</td><td><b>{{ r.node or "-" }}</b></td>
+<td>{{ "%.3f"|format(r.start_s) if r.start_s is not none else "-" }}</td>
+<td>{{ "%.3f"|format(r.end_s) if r.end_s is not none else "never" }}</td>
+<td>{{ "%.2f"|format(r.latency_ms) if r.latency_ms is not none else "-" }}</td>
+<td>{% if r.href %}<a href="{{ r.href }}">timeline</a>{% endif %}</td></tr>
+{% endfor %}</table>
+<p id="faults-in-force"><b>Faults in force while it ran:</b>
+{% if ctx.faults %}{% for x in ctx.faults %}<span class="fault">{{ x.detail }}
+({{ "%.2f"|format(x.start_s) }}&ndash;{{ "%.2f"|format(x.end_s) }} s)</span>
+{{- "; " if not loop.last }}{% endfor %}
+{% else %}none (no fault overlapped it){% endif %}</p>
+<p class="links">{% for l in ctx.links %}<a href="{{ l.href }}">{{ l.text }}</a>
+{{- " · " if not loop.last }}{% endfor %}</p>
+{% endif %}
 {% if f %}
 <h2>Timeline{% if f.key is not none %} of key {{ f.key }}{% endif %}</h2>
 <p class="legend"><span class="prefix">linearized prefix</span><span class="failing">cannot be
@@ -263,7 +284,7 @@ the state is <code>{{ f.state|show }}</code>.</p>
 )
 
 
-def _svg(timeline: dict[str, Any]) -> str:
+def _svg(timeline: dict[str, Any], nodes: dict[int, str] | None = None) -> str:
     ops = timeline["ops"]
     if not ops:
         return ""
@@ -327,12 +348,17 @@ def _svg(timeline: dict[str, Any]) -> str:
         tip = html.escape(
             f"{o['text']}  [ops {o['invoke_index']}-{o['complete_index']}] {o['role']}{where}"
         )
+        node = (nodes or {}).get(o["invoke_index"])
+        if node:
+            tip += html.escape(f", served by {node}")
         dash = ' stroke-dasharray="4 3"' if open_ended else ""
         parts.append(
             f'<rect class="op {o["role"]}" x="{x(a):.1f}" y="{y}" width="{w:.1f}" '
             f'height="{rh - 6}" rx="3"{dash}><title>{tip}</title></rect>'
         )
         label = o.get("label") or o["text"].split(" ", 1)[-1]
+        if node and o["role"] in ("failing", "missed", "source"):
+            label += f" on {node}"
         space = max(w, room.get(id(o), w))
         if space > 30:
             max_chars = int(space / 6.6)
@@ -343,16 +369,23 @@ def _svg(timeline: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def render_html(result: dict[str, Any], title: str = "Linearizability check") -> str:
-    """A self-contained page (inline CSS and SVG, no scripts or external resources)."""
+def render_html(result: dict[str, Any], title: str = "Linearizability check",
+                context: dict[str, Any] | None = None) -> str:
+    """A self-contained page (inline CSS and SVG, no scripts or external resources).
+
+    `context`, from whoever ran the history, places the failure in the run: `rows` (the ops
+    that matter, each with role, text, process, node, start_s, end_s, latency_ms, href),
+    `faults` in force (detail, start_s, end_s), `links` (text, href) and `nodes` (invoke index
+    to the node that served it, shown on the timeline's labels)."""
     v = result.get("valid")
     verdict_class = {True: "valid", False: "invalid"}.get(v, "unknown")  # type: ignore[arg-type]
     verdict_text = {True: "Linearizable", False: "Not linearizable"}.get(
         v, "Unknown"  # type: ignore[arg-type]
     )
     f = result.get("failure")
-    svg = _svg(f["timeline"]) if f else ""
+    svg = _svg(f["timeline"], (context or {}).get("nodes") or {}) if f else ""
     return _TEMPLATE.render(
+        ctx=context,
         title=title,
         result=result,
         f=f,

@@ -126,6 +126,18 @@ def window_bounds(phases: list[dict]) -> dict[str, tuple[int, int]]:
     return bounds
 
 
+RESTART_SLACK_S = 1.0  # a status reply can lag its sample's timestamp by up to this much
+
+
+def _restarted_between(a: dict, b: dict, elapsed_s: float) -> bool:
+    """Whether a node's process is younger at the closing sample than it would be had it run
+    through the window (uptime is monotonic: a pause does not stop it)."""
+    ua, ub = a.get("uptime_s"), b.get("uptime_s")
+    if not isinstance(ua, (int, float)) or not isinstance(ub, (int, float)):
+        return False
+    return ub + RESTART_SLACK_S < ua + elapsed_s
+
+
 def _counter_delta(samples: list[dict], window: str) -> dict[str, Any] | None:
     """Counter increments summed over nodes between the status samples that bound a window."""
     by_label = {s.get("label"): s for s in samples or []}
@@ -141,6 +153,7 @@ def _counter_delta(samples: list[dict], window: str) -> dict[str, Any] | None:
     missing: list[str] = []
     restarted: list[str] = []
     seen: set[str] = set()
+    elapsed_s = (closing.get("time", 0) - opening.get("time", 0)) / 1e9
     chosen_start, chosen_end = [], []
     for node in sorted(set(opening.get("nodes") or {}) | set(closing.get("nodes") or {})):
         a = (opening.get("nodes") or {}).get(node)
@@ -149,29 +162,31 @@ def _counter_delta(samples: list[dict], window: str) -> dict[str, Any] | None:
             # paused, killed or partitioned away from the controller at a boundary
             missing.append(node)
             continue
+        if isinstance(a.get("chosen"), int) and isinstance(b.get("chosen"), int):
+            chosen_start.append(a["chosen"])
+            chosen_end.append(b["chosen"])
         ca, cb = a.get("counters") or {}, b.get("counters") or {}
+        if _restarted_between(a, b, elapsed_s) or any(
+                isinstance(ca.get(n), int) and isinstance(cb.get(n), int) and cb[n] < ca[n]
+                for n in COUNTERS):
+            # counters are per process: what it counted before the restart is gone, so the
+            # window's sums are unknown, not the smaller figure the new process reports
+            restarted.append(node)
+            per_node[node] = None
+            continue
         node_delta = {}
         for name in COUNTERS:
             x, y = ca.get(name), cb.get(name)
             if not isinstance(x, int) or not isinstance(y, int):
                 continue
-            if y < x:
-                # counters are per process: a restart reset them; what we saw is a lower bound
-                restarted.append(node)
-                d = y
-            else:
-                d = y - x
-            node_delta[name] = d
-            totals[name] += d
+            node_delta[name] = y - x
+            totals[name] += y - x
             seen.add(name)
         per_node[node] = node_delta
-        if isinstance(a.get("chosen"), int) and isinstance(b.get("chosen"), int):
-            chosen_start.append(a["chosen"])
-            chosen_end.append(b["chosen"])
     # No node answered at both boundaries, or no node reports that counter (a system
     # without Phase-1 rounds): unknown, not zero.
-    out: dict[str, Any] = {name: totals.get(name, 0) if name in seen else None
-                           for name in COUNTERS}
+    out: dict[str, Any] = {name: totals.get(name, 0) if name in seen and not restarted
+                           else None for name in COUNTERS}
     # Slots chosen cluster-wide: the highest chosen index moved by this much. Unambiguous whether
     # a node's `commits` counts slots it led or slots it learned.
     out["slots_chosen"] = (max(chosen_end) - max(chosen_start)) if chosen_end else None

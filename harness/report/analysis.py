@@ -125,6 +125,14 @@ def _guarded(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def entry_at(ops: list[dict], index: int) -> dict | None:
+    """The history entry a checker names by index: its `index` field where entries carry one
+    (nemesis entries count in it, so it is not a position in `ops`), else its position."""
+    if ops and all("index" in op for op in ops):
+        return next((op for op in ops if op.get("index") == index), None)
+    return ops[index] if 0 <= index < len(ops) else None
+
+
 def _linearizability(client_ops: list[dict]) -> dict[str, Any]:
     try:
         from checkers.linearizability import check
@@ -133,9 +141,10 @@ def _linearizability(client_ops: list[dict]) -> dict[str, Any]:
     result = check(client_ops, model="kv")
     op = (result.get("failure") or {}).get("op") or {}
     index = op.get("complete_index", op.get("invoke_index"))
-    if isinstance(index, int) and 0 <= index < len(client_ops):
+    entry = entry_at(client_ops, index) if isinstance(index, int) else None
+    if entry is not None:
         # The member that served it: with local (serializable) reads, the stale one.
-        node = client_ops[index].get("node")
+        node = entry.get("node")
         if node is not None:
             op["node"] = node
             result["reason"] = f"{result['reason']} (served by {node})"

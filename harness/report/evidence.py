@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.report.analysis import entry_at
+
 
 def _completion_times(history: list[dict]) -> dict[tuple[str, int], int]:
     times: dict[tuple[str, int], int] = {}
@@ -24,8 +26,9 @@ def first_evidence_s(results: dict[str, Any], history: list[dict]) -> float | No
     lin = checkers.get("linearizability", {})
     if lin.get("valid") is False:
         index = ((lin.get("failure") or {}).get("op") or {}).get("complete_index")
-        if isinstance(index, int) and 0 <= index < len(client_ops):
-            found.append(client_ops[index]["time"])
+        entry = entry_at(client_ops, index) if isinstance(index, int) else None
+        if entry is not None and isinstance(entry.get("time"), int):
+            found.append(entry["time"])
 
     agreement = checkers.get("agreement", {})
     if agreement.get("valid") is False:

@@ -19,18 +19,19 @@ import jinja2
 
 from checkers.perf import NEMESIS, Op, pair_ops, time_series
 from harness.report.analysis import load_history
+from harness.report.failure import (
+    EXPLANATION,
+    evidence_tables,
+    linearizability_context,
+    timeline_anchor,
+)
+from harness.report.faults import fault_intervals
 
 VERDICT_TEXT = {True: "PASS", False: "FAIL", "unknown": "UNKNOWN"}
 VERDICT_CLASS = {True: "valid", False: "invalid", "unknown": "unknown"}
 TIMELINE_MAX_OPS = 20000
 
 # nemesis f that opens / closes a fault interval, by kind
-FAULT_START = {"start-partition": "partition", "start-delay": "delay", "pause": "pause",
-               "kill": "kill"}
-FAULT_STOP = {"stop-partition": "partition", "stop-delay": "delay", "resume": "pause",
-              "restart": "kill"}
-
-
 # ------------------------------------------------------------------------------- templates
 
 
@@ -88,44 +89,6 @@ def _read_json(path: Path, default: Any = None) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return default
-
-
-def fault_intervals(history: list[dict], end_ns: int) -> list[dict[str, Any]]:
-    """Fault intervals from the nemesis ops: a start op opens one, its stop (or the final heal)
-    closes it; one still open at the end of the history lasts to the end."""
-    opened: dict[str, list[dict[str, Any]]] = {}
-    out: list[dict[str, Any]] = []
-    for op in history:
-        if op.get("process") != NEMESIS or op.get("type") != "invoke":
-            continue
-        f, t = op.get("f"), int(op.get("time") or 0)
-        if f in FAULT_START:
-            kind = FAULT_START[f]
-            value = op.get("value") if isinstance(op.get("value"), dict) else {}
-            nodes = op.get("node") or []
-            if kind in ("pause", "kill"):
-                label = f"{kind} {','.join(nodes) if nodes else '?'}"
-            else:
-                label = f"{kind} {value.get('shape', '')}".strip()
-            fault = {"kind": kind, "f": f, "start": t, "end": None, "label": label,
-                     "nodes": nodes, "value": value}
-            opened.setdefault(kind, []).append(fault)
-            out.append(fault)
-        elif f in FAULT_STOP and opened.get(FAULT_STOP[f]):
-            opened[FAULT_STOP[f]].pop(0)["end"] = t
-        elif f == "heal":
-            for faults in opened.values():
-                for fault in faults:
-                    fault["end"] = t
-            opened.clear()
-    for fault in out:
-        if fault["end"] is None:
-            fault["end"] = end_ns
-            fault["label"] += " (never stopped)"
-        fault["start_s"] = fault["start"] / 1e9
-        fault["end_s"] = fault["end"] / 1e9
-        fault["duration_s"] = (fault["end"] - fault["start"]) / 1e9
-    return out
 
 
 def nemesis_events(history: list[dict]) -> list[dict[str, Any]]:
@@ -201,23 +164,56 @@ def to_data_uri(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+FAULT_LABEL_LANES = 5
+FAULT_LABEL_PT = 7
+
+
+def _fault_labels(ax: Any, faults: list[dict]) -> list[tuple[dict, int, str]]:
+    """(fault, lane, text) for each fault: its description where the lane has room for the
+    whole text, else its number in the report's fault table, so no two labels overlap."""
+    ax.autoscale_view()
+    lo, hi = ax.get_xlim()
+    fig = ax.get_figure()
+    axes_pt = ax.get_position().width * fig.get_figwidth() * 72
+    per_pt = (hi - lo) / max(1.0, axes_pt)
+
+    def extent(text: str) -> float:
+        return (len(text) * FAULT_LABEL_PT * 0.62 + 6) * per_pt
+
+    lanes: list[float] = []  # where each lane's last label ends, in data units
+    out = []
+    for number, fault in enumerate(faults, 1):
+        start = fault["start_s"]
+        for text in (fault.get("detail") or fault["label"], fault["label"], f"#{number}"):
+            lane = next((i for i, end in enumerate(lanes) if end <= start), None)
+            if lane is None and len(lanes) < FAULT_LABEL_LANES:
+                lane = len(lanes)
+                lanes.append(lo)
+            if lane is None and text.startswith("#"):
+                lane = min(range(len(lanes)), key=lanes.__getitem__)  # the least crowded
+            if lane is not None and (text.startswith("#") or start + extent(text) <= hi):
+                lanes[lane] = start + extent(text)
+                out.append((fault, lane, text))
+                break
+    return out
+
+
 def _decorate(ax: Any, faults: list[dict], phases: list[dict], heal_s: float | None,
               label_faults: bool = True) -> None:
-    """Shade fault intervals (labelled with kind and targets) and mark phase boundaries."""
-    lanes: list[float] = []  # end of the last label in each lane, so labels do not overlap
+    """Shade fault intervals (a legend entry per kind; labelled with what they did) and mark
+    phase boundaries."""
+    kinds_seen: set[str] = set()
     for fault in faults:
         colour = FAULT_COLOURS.get(fault["kind"], "#cccccc")
-        ax.axvspan(fault["start_s"], fault["end_s"], color=colour, alpha=0.3, lw=0)
-        if not label_faults:
-            continue
-        lane = next((i for i, end in enumerate(lanes) if end <= fault["start_s"]), None)
-        if lane is None:
-            lane = len(lanes)
-            lanes.append(0.0)
-        lanes[lane] = fault["end_s"]
-        ax.annotate(fault["label"], xy=(fault["start_s"], 1.0),
-                    xycoords=("data", "axes fraction"), xytext=(2, -9 - 9 * (lane % 4)),
-                    textcoords="offset points", fontsize=7, color="#222222")
+        first = fault["kind"] not in kinds_seen
+        kinds_seen.add(fault["kind"])
+        ax.axvspan(fault["start_s"], fault["end_s"], color=colour, alpha=0.3, lw=0,
+                   label=f"{fault['kind']} (fault)" if first else None)
+    if label_faults:
+        for fault, lane, text in _fault_labels(ax, faults):
+            ax.annotate(text, xy=(fault["start_s"], 1.0), xycoords=("data", "axes fraction"),
+                        xytext=(2, -9 - 9 * lane), textcoords="offset points",
+                        fontsize=FAULT_LABEL_PT, color="#222222")
     for p in phases:
         if p.get("start") is None:
             continue
@@ -244,8 +240,9 @@ def _legend(ax: Any) -> None:
 
 
 def plot_latency(ops: list[Op], faults: list[dict], phases: list[dict],
-                 heal_s: float | None) -> str:
-    """Each completed op's latency at its invocation time, coloured by outcome, marked by f."""
+                 heal_s: float | None, failing: dict[str, Any] | None = None) -> str:
+    """Each completed op's latency at its invocation time, coloured by outcome, marked by f;
+    `failing` (an op's facts: start_s, latency_ms, text, node) gets a labelled star."""
     fig, ax = _figure(4.0)
     done = [o for o in ops if o.end is not None]
     for status in ("ok", "fail", "info"):
@@ -261,6 +258,14 @@ def plot_latency(ops: list[Op], faults: list[dict], phases: list[dict],
     ax.set_ylabel("latency (ms)")
     if not done:
         ax.text(0.5, 0.5, "no completed operations", transform=ax.transAxes, ha="center")
+    if failing and failing.get("start_s") is not None:
+        y = max(0.01, failing.get("latency_ms") or 0.01)
+        ax.scatter([failing["start_s"]], [y], s=160, marker="*", c="black", zorder=5,
+                   label="cannot be linearized")
+        ax.annotate(f"{failing['text']} on {failing.get('node') or '?'}",
+                    xy=(failing["start_s"], y), xytext=(6, 6), textcoords="offset points",
+                    fontsize=8, fontweight="bold", zorder=6,
+                    bbox={"boxstyle": "round", "fc": "white", "ec": "black", "lw": 0.6})
     _decorate(ax, faults, phases, heal_s)
     _legend(ax)
     return to_data_uri(fig)
@@ -308,25 +313,48 @@ def plot_throughput(ops: list[Op], faults: list[dict], phases: list[dict],
 
 
 def plot_windows(windows: dict[str, Any]) -> str:
+    """Two panels: ok latency quantiles per window on a log axis (a fault window's p99 of
+    seconds must not flatten the warm-up's milliseconds), each bar labelled with its value;
+    ok throughput per window on its own linear axis."""
     names = list(windows)
-    fig, ax = _plt().subplots(figsize=(8, 3.0))
-    width = 0.25
+    fig, (lat, thr) = _plt().subplots(1, 2, figsize=(11, 3.2),
+                                      gridspec_kw={"width_ratios": [3, 2]})
+    width = 0.26
+    positive = []
     for i, (q, colour) in enumerate((("p50", "#1f77b4"), ("p95", "#9467bd"),
                                      ("p99", "#d62728"))):
-        ys = [windows[n]["latency_ms"]["all"].get(q) or 0 for n in names]
-        ax.bar([x + (i - 1) * width for x in range(len(names))], ys, width, label=q,
-               color=colour)
-    ax.set_xticks(range(len(names)), names)
-    ax.set_ylabel("ok latency (ms)")
-    ax2 = ax.twinx()
-    ax2.plot(range(len(names)), [windows[n].get("throughput") or 0 for n in names],
-             color="#2a9d3f", marker="o", label="ok ops/s")
-    ax2.set_ylabel("ok ops/s")
-    ax2.set_ylim(bottom=0)
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, loc="upper left", bbox_to_anchor=(1.1, 1.0), fontsize=8,
-              frameon=False)
+        for x, n in enumerate(names):
+            v = (windows[n].get("latency_ms") or {}).get("all", {}).get(q)
+            xpos = x + (i - 1) * width
+            if not isinstance(v, (int, float)) or v <= 0:
+                lat.annotate("none", xy=(xpos, 0), xycoords=("data", "axes fraction"),
+                             xytext=(0, 3), textcoords="offset points", ha="center",
+                             fontsize=6, color="#777777")
+                continue
+            positive.append(v)
+            lat.bar(xpos, v, width, color=colour, label=q if x == 0 else None)
+            lat.annotate(fmt_ms(v), xy=(xpos, v), xytext=(0, 2), textcoords="offset points",
+                         ha="center", fontsize=6.5)
+    lat.set_yscale("log")
+    if positive:
+        lat.set_ylim(min(positive) / 2, max(positive) * 3)
+    lat.set_xticks(range(len(names)), names)
+    lat.set_ylabel("ok latency (ms, log)")
+    lat.set_title("latency quantiles", fontsize=9)
+    if positive:
+        lat.legend(fontsize=7, frameon=False, loc="upper left")
+    lat.grid(True, axis="y", alpha=0.3, which="both")
+    tput = [windows[n].get("throughput") for n in names]
+    thr.bar(range(len(names)), [t or 0 for t in tput], 0.5, color="#2a9d3f")
+    for x, t in enumerate(tput):
+        thr.annotate("none" if t is None else f"{t:,.0f}", xy=(x, t or 0), xytext=(0, 2),
+                     textcoords="offset points", ha="center", fontsize=7)
+    thr.set_xticks(range(len(names)), names)
+    thr.set_ylabel("ok ops/s")
+    thr.set_ylim(0, max([t or 0 for t in tput] + [1]) * 1.2)
+    thr.set_title("throughput", fontsize=9)
+    thr.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
     return to_data_uri(fig)
 
 
@@ -341,7 +369,8 @@ def window_rows(windows: dict[str, Any]) -> list[dict[str, Any]]:
     fs = sorted({f for w in windows.values() for f in w["latency_ms"] if f != "all"})
     rows: list[dict[str, Any]] = []
 
-    def add(label: str, get: Any, kind: str = "num", better: str | None = None) -> None:
+    def add(label: str, get: Any, kind: str = "num", better: str | None = None,
+            counter: bool = False) -> None:
         vals = []
         for n in names:
             try:
@@ -363,36 +392,38 @@ def window_rows(windows: dict[str, Any]) -> list[dict[str, Any]]:
     for f in fs:
         for q in ("p50", "p99"):
             add(f"{f} {q} (ms)", lambda w, f=f, q=q: w["latency_ms"][f][q], "ms", "lower")
-    add("elections", lambda w: w["counters"]["elections"], "int", "lower")
-    add("Phase-1 rounds", lambda w: w["counters"]["phase1_rounds"], "int", "lower")
-    add("Phase-2 rounds", lambda w: w["counters"]["phase2_rounds"], "int")
-    add("commits (counter sum)", lambda w: w["counters"]["commits"], "int")
-    add("slots chosen", lambda w: w["counters"]["slots_chosen"], "int")
-    add("messages between members", lambda w: w["counters"]["messages"], "int")
-    add("messages per operation", lambda w: w["counters"]["messages_per_op"], "num", "lower")
+    add("elections", lambda w: w["counters"]["elections"], "int", "lower", counter=True)
+    add("Phase-1 rounds", lambda w: w["counters"]["phase1_rounds"], "int", "lower", counter=True)
+    add("Phase-2 rounds", lambda w: w["counters"]["phase2_rounds"], "int", counter=True)
+    add("commits (counter sum)", lambda w: w["counters"]["commits"], "int", counter=True)
+    add("slots chosen", lambda w: w["counters"]["slots_chosen"], "int", counter=True)
+    add("messages between members", lambda w: w["counters"]["messages"], "int", counter=True)
+    add("messages per operation", lambda w: w["counters"]["messages_per_op"], "num", "lower",
+        counter=True)
     add("Phase-1 rounds per commit", lambda w: w["counters"]["phase1_per_commit"], "num",
-        "lower")
+        "lower", counter=True)
     add("commits without Phase 1", lambda w: w["counters"]["fast_path_fraction"], "num",
-        "higher")
+        "higher", counter=True)
     return rows
 
 
 # ---------------------------------------------------------------------------------- report
 
 
-def _lin_explanation(run_dir: Path, results: dict[str, Any]) -> str | None:
-    """Write linearizability.html (the checker's own explanation page) when it failed."""
+def _lin_explanation(run_dir: Path, results: dict[str, Any],
+                     context: dict[str, Any] | None) -> str | None:
+    """Write linearizability.html (the checker's own explanation page, placed in the run by
+    `context`) when it failed."""
     lin = (results.get("checkers") or {}).get("linearizability") or {}
     if lin.get("valid") is not False:
         return None
-    try:
-        from checkers.explain import render_html
-    except ImportError:
-        return None
-    (run_dir / "linearizability.html").write_text(
-        render_html(lin, title=f"Linearizability: {run_dir.parent.name}/{run_dir.name}"),
+    from checkers.explain import render_html
+
+    (run_dir / EXPLANATION).write_text(
+        render_html(lin, title=f"Linearizability: {run_dir.parent.name}/{run_dir.name}",
+                    context=context),
         encoding="utf-8")
-    return "linearizability.html"
+    return EXPLANATION
 
 
 def write_report(run_dir: Path, results: dict) -> Path:
@@ -410,13 +441,18 @@ def write_report(run_dir: Path, results: dict) -> Path:
     step = bucket_size(duration_s)
     perf = results.get("perf") or {}
     windows = perf.get("windows") or {}
+    checkers = results.get("checkers") or {}
+    lin_context = linearizability_context(checkers.get("linearizability") or {}, history, faults)
+    failing = lin_context["rows"][0] if lin_context else None
     plots = []
     plot_errors = []
     specs = [
         ("latency", "Latency over time",
          "Every completed operation at its invocation time; colour is the outcome, the marker "
          "its kind. Shaded: fault intervals (labelled); dashed: phase boundaries; green: the "
-         "final heal.", lambda: plot_latency(ops, faults, phases, heal_s)),
+         "final heal." + (" The black star is the operation that cannot be linearized."
+                          if failing else ""),
+         lambda: plot_latency(ops, faults, phases, heal_s, failing)),
         ("quantiles", "Latency quantiles over time",
          f"p50, p95, p99 and max latency of ok operations completing in each {step:g} s.",
          lambda: plot_quantiles(ops, faults, phases, heal_s, step)),
@@ -426,16 +462,15 @@ def write_report(run_dir: Path, results: dict) -> Path:
     ]
     if windows:
         specs.append(("windows", "Fast path per window",
-                      "Latency quantiles of ok operations (bars) and ok throughput (line) in "
-                      "each window.", lambda: plot_windows(windows)))
+                      "Latency quantiles of ok operations per window (log axis, each bar "
+                      "labelled) and ok throughput per window.", lambda: plot_windows(windows)))
     for ident, title, caption, make in specs:
         try:
             plots.append({"id": ident, "title": title, "caption": caption, "src": make()})
         except Exception as exc:  # noqa: BLE001 - one broken plot must not cost the report
             plot_errors.append(f"{title}: {type(exc).__name__}: {exc}")
-    lin_page = _lin_explanation(run_dir, results)
-    timeline_path = write_timeline(run_dir, history, ops, results)
-    checkers = results.get("checkers") or {}
+    lin_page = _lin_explanation(run_dir, results, lin_context)
+    timeline_path = write_timeline(run_dir, history, ops, results, failing)
     page = render(
         "report.html.j2",
         title=f"{(results.get('run') or {}).get('test') or run_dir.parent.name} / {run_dir.name}",
@@ -456,6 +491,8 @@ def write_report(run_dir: Path, results: dict) -> Path:
         nodes=node_rows(run_dir),
         lin=checkers.get("linearizability"),
         lin_page=lin_page,
+        lin_context=lin_context,
+        evidence=evidence_tables(checkers),
         timeline=timeline_path.name,
         counts={t: sum(1 for o in ops if o.status == t) for t in ("ok", "fail", "info")},
         n_ops=len(ops),
@@ -472,10 +509,13 @@ def _details(checkers: dict[str, Any]) -> dict[str, dict[str, list]]:
     """Per checker: its scalar figures (a table) and its lists and maps (shown as JSON)."""
     out = {}
     skip = {"valid", "reason", "failure", "error"}
+    tabled = {"agreement": {"divergent"},
+              "exactly-once": {"duplicates", "lost", "failed_applied", "unexpected"},
+              "set": {"lost", "unexpected", "failed_but_present"}}
     for name, c in checkers.items():
         scalars, blocks = [], []
         for k, v in c.items():
-            if k in skip:
+            if k in skip or k in tabled.get(name, ()):
                 continue
             if isinstance(v, (dict, list)):
                 if v:
@@ -493,9 +533,12 @@ TIMELINE_COL_PX = 150
 
 
 def write_timeline(run_dir: Path, history: list[dict], ops: list[Op],
-                   results: dict[str, Any]) -> Path:
+                   results: dict[str, Any], failing: dict[str, Any] | None = None) -> Path:
     """timeline.html: one column per process, ops as boxes from invocation to completion, in
-    history order (Jepsen's layout: concurrency shows as overlap)."""
+    history order (Jepsen's layout: concurrency shows as overlap). Each box's id is
+    `op-<invoke index>`; `failing` (the op that cannot be linearized) is outlined and links
+    to its explanation."""
+    failing_index = failing.get("invoke_index") if failing else None
     shown = ops[:TIMELINE_MAX_OPS]
     last_index = max([int(op.get("index", i)) for i, op in enumerate(history)] + [0])
     processes = sorted({o.process for o in shown}, key=lambda p: (str(type(p)), p))
@@ -517,13 +560,17 @@ def write_timeline(run_dir: Path, history: list[dict], ops: list[Op],
         if o.node is not None:
             parts.append(f"node {o.node}")
         label_value = short(o.output if o.f == "read" and o.status == "ok" else o.value, 24)
+        is_failing = o.invoke_index == failing_index
         boxes.append({
+            "id": timeline_anchor(o.invoke_index),
             "left": col[o.process] * TIMELINE_COL_PX + 2,
             "top": o.invoke_index * TIMELINE_ROW_PX,
             "height": max(12, (end_index - o.invoke_index) * TIMELINE_ROW_PX - 1),
-            "cls": o.status,
-            "label": f"{o.f} {o.key if o.key is not None else ''} {label_value}",
+            "cls": o.status + (" failing" if is_failing else ""),
+            "label": f"{o.f} {o.key if o.key is not None else ''} {label_value}"
+                     + (f" on {o.node}" if is_failing and o.node else ""),
             "title": "\n".join(parts),
+            "href": EXPLANATION if is_failing else None,
         })
     for op in history:
         if op.get("process") == NEMESIS and op.get("type") == "invoke":
@@ -538,7 +585,9 @@ def write_timeline(run_dir: Path, history: list[dict], ops: list[Op],
                   boxes=boxes, processes=processes, col_px=TIMELINE_COL_PX,
                   height=(last_index + 3) * TIMELINE_ROW_PX,
                   width=(len(processes) + 1) * TIMELINE_COL_PX + 4,
-                  truncated=len(ops) > TIMELINE_MAX_OPS, n_ops=len(ops),
+                  truncated=len(ops) > TIMELINE_MAX_OPS, n_ops=len(ops), failing=failing,
+                  failing_anchor=timeline_anchor(failing_index) if failing_index is not None
+                  else None, explanation=EXPLANATION,
                   verdict=results.get("valid"))
     out = run_dir / "timeline.html"
     out.write_text(page, encoding="utf-8")

@@ -18,15 +18,18 @@ HISTORY = [
 
 
 def test_linearizability_evidence_is_the_failing_completion() -> None:
-    # complete_index counts client operations only (the nemesis op is not among them).
+    # complete_index is the completion's `index` field, which counts the nemesis op too: the
+    # read's completion is index 4, the fifth entry but the fourth client entry
     results = {"checkers": {"linearizability": {"valid": False,
-                                                "failure": {"op": {"complete_index": 3}}}}}
+                                                "failure": {"op": {"complete_index": 4}}}}}
     assert first_evidence_s(results, HISTORY) == 5.5
+    results["checkers"]["linearizability"]["failure"]["op"]["complete_index"] = 2
+    assert first_evidence_s(results, HISTORY) == 3.0
 
 
 def test_earliest_of_several_checkers() -> None:
     results = {"checkers": {
-        "linearizability": {"valid": False, "failure": {"op": {"complete_index": 3}}},
+        "linearizability": {"valid": False, "failure": {"op": {"complete_index": 4}}},
         "exactly-once": {"valid": False, "duplicates": [{"client": "c0", "seq": 1}]},
         "availability": {"valid": False, "recovery": {"heal_s": 10.0, "bound_s": 2.0}},
     }}

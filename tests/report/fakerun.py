@@ -108,10 +108,40 @@ def simulate(workload: str, seed: int, fault: str | None, concurrency: int = 4,
     return ops, log
 
 
+def writes_value(op: dict, v: Any) -> bool:
+    return (op["f"] == "write" and op["value"] == v) or (
+        op["f"] == "cas" and isinstance(op["value"], list) and op["value"][1] == v)
+
+
+def make_stale_read(ops: list[dict]) -> dict:
+    """Turn one ok read inside the partition into a stale one served by n1: it returns the
+    value of an earlier write that a later acknowledged write replaced, every writer of that
+    value having completed before the replacing write began (refutable without a search)."""
+    for r in sorted(ops, key=lambda o: o["start"]):
+        if r["f"] != "read" or r["status"] != "ok" or not (
+                PARTITION[0] <= r["start"] < PARTITION[1]):
+            continue
+        done = sorted((w for w in ops if w["f"] == "write" and w["status"] == "ok"
+                       and w["key"] == r["key"] and w["end"] < r["start"]),
+                      key=lambda w: w["end"])
+        for old, new in zip(done, done[1:], strict=False):
+            a = old["value"]
+            if a == new["value"] or a == r.get("output"):
+                continue
+            # a failed op did not happen; one invoked after the read ended cannot matter
+            if all(o["end"] < new["start"] for o in ops
+                   if o["key"] == r["key"] and o["status"] != "fail" and o["start"] < r["end"]
+                   and writes_value(o, a)):
+                r["output"], r["node"], r["stale"] = a, "n1", True
+                return r
+    raise AssertionError("no read to make stale in this simulation")
+
+
 def history_of(ops: list[dict], heal: bool = True) -> list[dict]:
     events: list[tuple[float, int, dict]] = []
     for op in ops:
-        base = {"process": op["process"], "f": op["f"], "key": op["key"], "node": "n1",
+        base = {"process": op["process"], "f": op["f"], "key": op["key"],
+                "node": op.get("node") or NODES[op["process"] % len(NODES)],
                 "client": op["client"], "seq": op["seq"]}
         events.append((op["start"], 0, {**base, "type": "invoke", "value": op["value"]}))
         done = {**base, "type": op["status"],
@@ -157,9 +187,12 @@ def make_run(store: Path, workload: str = "register", seed: int = 1, fault: str 
     fault: None (clean), "divergent" (a slot differs on n3), "digest" (equal applied index,
     different digests), "duplicate" (an acknowledged write in two slots), "lost-add" (set: an
     acknowledged add missing from the log and the final reads), "vacuous" (nothing succeeds),
-    "no-recovery" (nothing succeeds after the final heal).
+    "no-recovery" (nothing succeeds after the final heal), "stale-read" (register: n1, cut
+    off by the partition, answers one read with a value an acknowledged write replaced).
     """
     ops, applied = simulate(workload, seed, fault)
+    if fault == "stale-read":
+        make_stale_read(ops)
     if fault == "lost-add":
         victim = next(o for o in ops if o["f"] == "add" and o["status"] == "ok"
                       and o["start"] > RECOVERY)

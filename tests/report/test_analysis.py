@@ -73,3 +73,22 @@ def test_missing_node_files_and_phases(tmp_path: Path) -> None:
     assert results["checkers"]["agreement"]["valid"] == "unknown"
     assert results["valid"] == "unknown"
     assert results["perf"]["windows"] == {}
+
+
+def test_the_failing_op_is_named_with_the_node_that_served_it() -> None:
+    # the checker names ops by their `index` field, which counts nemesis entries too: a
+    # position among client ops would land two entries later, on n2's write
+    from harness.report.analysis import _linearizability
+
+    def op(i: int, p: int, t: str, f: str, v: object, node: str) -> dict:
+        return {"index": i, "time": i * 1_000_000, "process": p, "type": t, "f": f,
+                "key": "k", "value": v, "node": node}
+
+    client_ops = [op(2, 0, "invoke", "write", 1, "n1"), op(3, 0, "ok", "write", 1, "n1"),
+                  op(4, 1, "invoke", "read", None, "n3"), op(5, 1, "ok", "read", None, "n3"),
+                  op(6, 2, "invoke", "write", 2, "n2"), op(7, 2, "ok", "write", 2, "n2")]
+    result = _linearizability(client_ops)
+    assert result["valid"] is False
+    assert result["failure"]["op"]["complete_index"] == 5
+    assert result["failure"]["op"]["node"] == "n3"
+    assert result["reason"].endswith("(served by n3)")

@@ -361,16 +361,43 @@ def test_perf_windows_latency_throughput_and_counters() -> None:
     assert c["phase1_rounds"] == 0 and c["fast_path_fraction"] == 1.0
 
 
-def test_perf_counter_reset_by_a_restart_is_a_lower_bound() -> None:
-    def st(elections: int, p1: int, commits: int, chosen: int) -> dict:
-        return {"chosen": chosen, "counters": {"elections": elections, "phase1_rounds": p1,
-                                               "phase2_rounds": commits, "commits": commits}}
+def _st(elections: int, commits: int, chosen: int, uptime: float | None = None) -> dict:
+    d: dict = {"chosen": chosen, "counters": {"elections": elections,
+                                              "phase1_rounds": elections,
+                                              "phase2_rounds": commits, "commits": commits}}
+    if uptime is not None:
+        d["uptime_s"] = uptime
+    return d
 
-    samples = [{"time": 0, "label": "recovery-start", "nodes": {"n1": st(5, 5, 100, 99)}},
-               {"time": 10, "label": "end", "nodes": {"n1": st(1, 1, 10, 109)}}]
+
+def test_perf_counters_across_a_restart_are_unknown_not_smaller() -> None:
+    # the counters went down: a new process; what the old one counted in the window is gone
+    samples = [{"time": 0, "label": "recovery-start",
+                "nodes": {"n1": _st(5, 100, 99), "n2": _st(2, 50, 99)}},
+               {"time": 10, "label": "end", "nodes": {"n1": _st(1, 10, 109),
+                                                      "n2": _st(2, 60, 109)}}]
     c = perf._counter_delta(samples, "recovery")
-    assert c is not None and c["restarted"] == ["n1"] and c["elections"] == 1
-    assert c["slots_chosen"] == 10 and c["phase1_per_commit"] == 0.1
+    assert c is not None and c["restarted"] == ["n1"] and c["approximate"]
+    for name in ("elections", "phase1_rounds", "phase2_rounds", "commits"):
+        assert c[name] is None, name
+    assert c["phase1_per_commit"] is None and c["fast_path_fraction"] is None
+    assert c["slots_chosen"] == 10  # the chosen index survives restarts
+    assert c["nodes"]["n1"] is None and c["nodes"]["n2"]["commits"] == 10
+
+
+def test_perf_restart_seen_by_uptime_even_when_counters_grew_back() -> None:
+    # killed and back within the 20 s window: its counters passed the old ones again, but the
+    # process is 3 s old where it would be 25 s had it run through
+    nodes_a = {"n1": _st(1, 100, 99, uptime=5.0)}
+    samples = [{"time": 0, "label": "faults-start", "nodes": nodes_a},
+               {"time": 20_000_000_000, "label": "recovery-start",
+                "nodes": {"n1": _st(2, 150, 400, uptime=3.0)}}]
+    c = perf._counter_delta(samples, "faults")
+    assert c is not None and c["restarted"] == ["n1"] and c["commits"] is None
+    # the same figures from a process that ran through (or was only paused): exact
+    samples[1]["nodes"]["n1"]["uptime_s"] = 24.6
+    c = perf._counter_delta(samples, "faults")
+    assert c is not None and "restarted" not in c and c["commits"] == 50
 
 
 def test_quantile_is_nearest_rank() -> None:

@@ -3,6 +3,7 @@ with every plot decoded and no script error."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from harness.report.analysis import analyze
-from harness.report.pages import fault_intervals, write_report
+from harness.report.faults import fault_intervals
+from harness.report.pages import write_report
 from harness.run.store import analyze_and_write
 from tests.report.fakerun import make_run
 
@@ -151,3 +153,74 @@ def test_invalid_set_report_renders_in_headless_chromium(tmp_path: Path) -> None
     run_dir = make_run(tmp_path / "store", workload="set", fault="no-recovery")
     analyze_and_write(run_dir)
     assert_rendered(run_dir / "report.html", tmp_path, min_plots=4)
+
+
+def _local_links(page: Path) -> list[str]:
+    text = page.read_text()
+    return [h for h in re.findall(r'href="([^"]+)"', text)
+            if not h.startswith(("http:", "https:", "mailto:"))]
+
+
+def assert_links_resolve(page: Path, tmp_path: Path) -> None:
+    """Every link on a page reaches an existing file, and its #fragment an element there."""
+    for href in _local_links(page):
+        path, _, fragment = href.partition("#")
+        target = (page.parent / path).resolve() if path else page
+        assert target.exists(), f"{page.name}: {href} goes nowhere"
+        if fragment and target.suffix == ".html":
+            assert re.search(rf'id="{re.escape(fragment)}"', target.read_text()), \
+                f"{page.name}: {href} names no element of {target.name}"
+
+
+def assert_failure_explained(run_dir: Path, tmp_path: Path) -> None:
+    """The failing run's pages, in headless Chromium: the failing op with its node and the
+    fault in force on each page, the links between them working, no script error."""
+    results = json.loads((run_dir / "results.json").read_text())
+    lin = results["checkers"]["linearizability"]
+    op = lin["failure"]["op"]
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    entry = next(e for e in history if e.get("index") == op["complete_index"])
+    assert op["node"] == entry["node"]
+    faults = [f for f in fault_intervals(history, history[-1]["time"])
+              if f["start"] <= entry["time"] and f["end"] >= entry["time"]]
+    report = assert_rendered(run_dir / "report.html", tmp_path, min_plots=4)
+    explanation, log = chromium_dom(run_dir / "linearizability.html", tmp_path)
+    assert not [line for line in log.splitlines() if ":CONSOLE" in line]
+    for dom in (report, explanation):
+        assert html.escape(op["text"], quote=False) in dom
+        assert re.search(rf"<b>{op['node']}</b>", dom), "the serving node is not shown"
+        for f in faults:
+            assert html.escape(f["detail"], quote=False) in dom, f["detail"]
+        if not faults:
+            assert "none" in dom
+    assert "cannot be linearized" in explanation and "Where and when" in explanation
+    for page in ("report.html", "linearizability.html", "timeline.html"):
+        assert_links_resolve(run_dir / page, tmp_path)
+    anchor = f"op-{op['invoke_index']}"
+    assert f'href="timeline.html#{anchor}"' in (run_dir / "linearizability.html").read_text()
+    assert 'href="report.html#plot-latency"' in (run_dir / "linearizability.html").read_text()
+    # opening the timeline at the failing op's anchor reaches the outlined op, which links back
+    target = run_dir / "timeline.html"
+    proc = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=5000",
+         "--dump-dom", target.resolve().as_uri() + f"#{anchor}"],
+        capture_output=True, text=True, timeout=120)
+    assert html_attr(proc.stdout, "data-script-errors") == "0"
+    reached = html_attr(proc.stdout, "data-target") or ""
+    assert reached.split()[:1] == [anchor] and "failing" in reached.split(), reached
+    timeline = target.read_text()
+    box = re.search(rf'<a class="op [^"]*failing[^"]*" id="{anchor}" href="([^"]+)"', timeline)
+    assert box and box.group(1) == "linearizability.html"
+
+
+@needs_chromium
+def test_a_stale_read_is_explained_across_the_pages(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path / "store", fault="stale-read")
+    results = analyze_and_write(run_dir)
+    assert results["checkers"]["linearizability"]["valid"] is False
+    assert results["checkers"]["linearizability"]["failure"]["op"]["node"] == "n1"
+    assert_failure_explained(run_dir, tmp_path)
+    # the op it contradicts is named beside it
+    text = (run_dir / "linearizability.html").read_text()
+    assert "last update before it" in text or "acknowledged write it missed" in text

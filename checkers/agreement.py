@@ -23,6 +23,23 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def describe_command(value: Any) -> str:
+    """A chosen command as a person reads it: `write k13 = 2 (c3 seq 143)`, `no-op`."""
+    if not isinstance(value, dict):
+        return "nothing" if value is None else canonical(value)
+    op = value.get("op")
+    if op in (None, "noop"):
+        return "no-op"
+    text = " ".join(str(value[k]) for k in ("op", "key") if value.get(k) is not None)
+    if "from" in value and "to" in value:
+        text += f" {value['from']} -> {value['to']}"
+    elif value.get("value") is not None:
+        text += f" = {canonical(value['value'])}"
+    if value.get("client") is not None:
+        text += f" ({value['client']} seq {value.get('seq')})"
+    return text
+
+
 def merged_log(logs: dict[str, dict | None]) -> dict[int, Any]:
     """slot -> value from every reachable node's chosen log (the first node, by id, wins a
     divergent slot; `check` reports the divergence)."""
@@ -88,10 +105,11 @@ def check(logs: dict[str, dict | None],
     }
     if divergent:
         d = divergent[0]
-        groups: dict[str, list[str]] = {}
+        groups: dict[str, tuple[list[str], Any]] = {}
         for n, v in sorted(d["values"].items()):
-            groups.setdefault(canonical(v), []).append(n)
-        shown = "; ".join(f"{', '.join(ns)} hold {v}" for v, ns in groups.items())
+            groups.setdefault(canonical(v), ([], v))[0].append(n)
+        shown = "; ".join(f"{', '.join(ns)} {'holds' if len(ns) == 1 else 'hold'} "
+                          f"{describe_command(v)}" for ns, v in groups.values())
         result["valid"] = False
         result["reason"] = (f"{len(divergent)} slot(s) hold different values on different "
                             f"nodes; first slot {d['slot']}: {shown}")

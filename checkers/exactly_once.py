@@ -31,6 +31,11 @@ RAN_ERRORS = ("precondition-failed", "key-does-not-exist")
 MAX_LISTED = 20
 
 
+def _value(v: Any) -> str:
+    """A value as JSON writes it (`[1, 2]`, `"a"`, `null`), never as Python's repr."""
+    return canonical(v)
+
+
 def _matches(op: Op, cmd: dict) -> bool:
     if cmd.get("op") != op.f or cmd.get("key") != op.key:
         return False
@@ -164,12 +169,13 @@ def check(history: list[dict], logs: dict[str, dict | None]) -> dict[str, Any]:
     if duplicates:
         d = next(iter(duplicates.values()))
         problems.append(f"{len(duplicates)} update(s) applied more than once; first "
-                        f"{d['f']} by {d['client']} seq {d['seq']} in slots {d['slots']} "
+                        f"{d['f']} by {d['client']} seq {d['seq']} in slots "
+                        f"{', '.join(str(x) for x in d['slots'])} "
                         f"(on {', '.join(d['nodes'])})")
     if failed_applied:
         o = failed_applied[0]
         problems.append(f"{len(failed_applied)} update(s) reported failed (did not happen) are "
-                        f"in the chosen log; first {o.f} {o.key} {o.value!r} by {o.client} "
+                        f"in the chosen log; first {o.f} {o.key} {_value(o.value)} by {o.client} "
                         f"seq {o.seq}")
     if unexpected:
         u = unexpected[0]
@@ -182,7 +188,7 @@ def check(history: list[dict], logs: dict[str, dict | None]) -> dict[str, Any]:
     if lost and complete:
         o = lost[0]
         problems.append(f"{len(lost)} acknowledged update(s) are in no slot of the chosen log; "
-                        f"first {o.f} {o.key} {o.value!r} by {o.client} seq {o.seq}")
+                        f"first {o.f} {o.key} {_value(o.value)} by {o.client} seq {o.seq}")
     if problems:
         result["valid"] = False
         result["reason"] = "; ".join(problems)

@@ -17,6 +17,10 @@ from nemesis.schedule import PlannedFault
 Edge = tuple[str, str]
 
 
+def _links(n: int) -> str:
+    return f"{n} link" if n == 1 else f"{n} links"
+
+
 class FaultBackend(Protocol):
     def kill(self, node: str) -> None: ...
     def restart(self, node: str) -> None: ...
@@ -61,11 +65,11 @@ class Nemesis:
     def active(self) -> list[str]:
         parts = []
         if self.cut:
-            parts.append(f"partition({len(self.cut)} links)")
+            parts.append(f"partition({_links(len(self.cut))})")
         if self.delays or self.stall_delays or self.shape_delays:
             parts.append("delay")
         if self.losses:
-            parts.append(f"loss({len(self.losses)} links)")
+            parts.append(f"loss({_links(len(self.losses))})")
         if self.paused:
             parts.append("paused " + ",".join(sorted(self.paused)))
         if self.killed:

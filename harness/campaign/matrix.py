@@ -295,10 +295,12 @@ def judged_perf(bounds: dict[str, float], perf: dict[str, Any]) -> tuple[bool, s
 
 def default_label(config: RunConfig, nemesis: str) -> str:
     """An entry's label: its system, workload, nemesis as written (shapes included, so that
-    `--only deposed` finds `partition:deposed-bridge`), nodes and bugs."""
+    `--only deposed` finds `partition:deposed-bridge`), nodes, bugs and a backend other than
+    local."""
     system = "" if config.system == "paxos" else f"{config.system}-"
     bugs = "-" + "+".join(config.bugs) if config.bugs else ""
-    return f"{system}{config.workload}-{nemesis or 'default'}-n{config.nodes}{bugs}"
+    backend = "" if config.backend == "local" else f"-{config.backend}"
+    return f"{system}{config.workload}-{nemesis or 'default'}-n{config.nodes}{bugs}{backend}"
 
 
 def _is_error(row: dict) -> bool:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from harness.campaign.matrix import Entry, judged
 
 # A lost run: its worker died, or the engine gave up on it.
@@ -176,8 +178,9 @@ class Progress:
         if not row["held"]:
             self.failed += 1
             why = row["why"] + (f"\n  rerun: {row['rerun']}" if row.get("rerun") else "")
-            self.console.print(f"[red]expectation failed[/red]: {row['label']}: {why}",
-                               markup=True, highlight=False)
+            # the label and reason are data: a `[1, 2]` in them is no markup
+            self.console.print(f"[red]expectation failed[/red]: {escape(row['label'])}: "
+                               f"{escape(why)}", markup=True, highlight=False)
         self._update()
 
 

@@ -11,10 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-from tabulate import tabulate
-
-VERDICT = {True: "valid", False: "INVALID", "unknown": "unknown"}
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN",
@@ -27,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from checkers.history import HistoryError
     from harness.report.analysis import load_history
     from harness.report.compare import RunNotFound, resolve_run
+    from harness.report.summary import VERDICT, checker_table
     from harness.run.store import analyze_and_write
 
     try:
@@ -49,10 +46,7 @@ def run(args: argparse.Namespace) -> int:
     results = analyze_and_write(run_dir, harness_error=previous.get("harness_error"),
                                 incomplete=bool(previous.get("incomplete")))
     if not args.quiet:
-        rows = [[name, VERDICT.get(c.get("valid"), str(c.get("valid"))),
-                 str(c.get("reason") or "")[:100]]
-                for name, c in results.get("checkers", {}).items()]
-        print(tabulate(rows, headers=["checker", "verdict", "reason"]))
+        print(checker_table(results))
         if results.get("report_error"):
             print(f"report error: {results['report_error']}")
         report = Path(run_dir) / "report.html"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from checkers.agreement import describe_command
 from harness.report.faults import faults_during
 
 LATENCY_PLOT = "report.html#plot-latency"
@@ -87,16 +88,6 @@ def linearizability_context(lin: dict[str, Any], history: list[dict],
                       {"text": "the run's report", "href": "report.html"}]}
 
 
-def _command_text(cmd: Any) -> str:
-    if not isinstance(cmd, dict):
-        return "-" if cmd is None else str(cmd)
-    who = f"{cmd.get('client')}#{cmd.get('seq')}" if cmd.get("client") is not None else ""
-    what = " ".join(str(cmd[k]) for k in ("op", "key") if cmd.get(k) is not None)
-    if "value" in cmd and cmd["value"] is not None:
-        what += f" = {cmd['value']}"
-    return f"{who} {what}".strip() or "no-op"
-
-
 def _op_text(o: dict[str, Any]) -> str:
     parts = [str(o.get("f") or "?")]
     if o.get("key") is not None:
@@ -117,7 +108,7 @@ def evidence_tables(checkers: dict[str, Any]) -> dict[str, list[dict[str, Any]]]
             "title": f"divergent slots ({agreement.get('divergent_count', len(divergent))}, "
                      f"first {len(divergent)} shown): what each node holds",
             "columns": ["slot", *nodes],
-            "rows": [[str(d.get("slot")), *[_command_text((d.get("values") or {}).get(n))
+            "rows": [[str(d.get("slot")), *[describe_command((d.get("values") or {}).get(n))
                                             if n in (d.get("values") or {}) else "(none)"
                                             for n in nodes]] for d in divergent],
         })
@@ -148,7 +139,7 @@ def evidence_tables(checkers: dict[str, Any]) -> dict[str, list[dict[str, Any]]]
         if items:
             out.setdefault("exactly-once", []).append({
                 "title": title, "columns": ["slot", "command", "why"],
-                "rows": [[str(d.get("slot")), _command_text(d.get("command")),
+                "rows": [[str(d.get("slot")), describe_command(d.get("command")),
                           str(d.get("why"))] for d in items]})
     sets = checkers.get("set") or {}
     for key, title in (("lost", "acknowledged adds missing from the final read"),

@@ -49,6 +49,7 @@ def environment() -> jinja2.Environment:
     env.filters["vclass"] = lambda v: VERDICT_CLASS.get(v, "unknown")
     env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=1, default=str)
     env.filters["short"] = short
+    env.filters["ballot"] = fmt_ballot
     return env
 
 
@@ -76,6 +77,13 @@ def fmt_num(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
+def fmt_ballot(v: Any) -> str:
+    """A ballot `[7, "n2"]` as `7 by n2`; anything else as short JSON."""
+    if isinstance(v, (list, tuple)) and len(v) == 2 and isinstance(v[0], int):
+        return f"{v[0]} by {v[1]}"
+    return "-" if v is None else short(v)
+
+
 def short(v: Any, limit: int = 120) -> str:
     s = v if isinstance(v, str) else json.dumps(v, default=str)
     return s if len(s) <= limit else s[: limit - 3] + "..."
@@ -95,8 +103,10 @@ def nemesis_events(history: list[dict]) -> list[dict[str, Any]]:
     rows = []
     for op in history:
         if op.get("process") == NEMESIS and op.get("type") != "invoke":
+            node = op.get("node")
             rows.append({"time_s": (op.get("time") or 0) / 1e9, "f": op.get("f"),
-                         "node": op.get("node"), "value": op.get("value")})
+                         "nodes": ", ".join(map(str, node)) if isinstance(node, list)
+                         else str(node or "-"), "value": op.get("value")})
     return rows
 
 

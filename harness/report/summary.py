@@ -7,12 +7,13 @@ from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 from tabulate import tabulate
 
 from harness.report.analysis import load_history
 
-VERDICT = {True: "valid", False: "INVALID", "unknown": "unknown"}
-COLOUR = {True: "green", False: "red"}
+VERDICT = {True: "valid", False: "INVALID", "unknown": "unknown", "n/a": "n/a"}
+COLOUR = {True: "green", False: "red", "n/a": "blue"}
 
 
 def phase_table(run_dir: Path) -> list[list]:
@@ -35,20 +36,41 @@ def phase_table(run_dir: Path) -> list[list]:
     return rows
 
 
+def coloured(text: str, colour: str, terminal: bool) -> str:
+    """`text` in bold `colour` on a terminal (rich renders the escape codes), plain elsewhere."""
+    if not terminal:
+        return text
+    console = Console(force_terminal=True, color_system="standard", highlight=False)
+    with console.capture() as out:
+        console.print(Text(text, style=f"bold {colour}"), end="")
+    return out.get()
+
+
+def checker_table(results: dict, terminal: bool | None = None) -> str:
+    """Each checker's verdict (coloured on a terminal) and its whole reason, wrapped: the
+    reason is what a person reads first, so it is never cut."""
+    if terminal is None:
+        terminal = Console().is_terminal
+    rows = []
+    for name, result in (results.get("checkers") or {}).items():
+        valid = result.get("valid")
+        reason = result.get("reason") or result.get("error") or ""
+        rows.append([name, coloured(VERDICT.get(valid, str(valid)),
+                                    COLOUR.get(valid, "yellow"), terminal), str(reason)])
+    if not rows:
+        return ""
+    return tabulate(rows, headers=["checker", "verdict", "reason"],
+                    maxcolwidths=[None, None, 90])
+
+
 def print_summary(outcome) -> None:
     run_dir = outcome.run_dir
     results = outcome.results
     print(tabulate(phase_table(run_dir), headers=["phase", "s", "ok", "fail", "info"]))
     print()
-    rows = []
-    for name, result in results.get("checkers", {}).items():
-        reason = result.get("reason") or result.get("error") or ""
-        rows.append([name, VERDICT.get(result.get("valid"), str(result.get("valid"))),
-                     str(reason)])
-    if rows:
-        # the whole reason, wrapped: it is what a person reads first
-        print(tabulate(rows, headers=["checker", "verdict", "reason"],
-                       maxcolwidths=[None, None, 90]))
+    table = checker_table(results)
+    if table:
+        print(table)
         print()
     if outcome.harness_error:
         print(f"harness error: {outcome.harness_error}")

@@ -224,7 +224,9 @@ class RunConfig:
         kinds = "+".join(self.nemesis_kinds()) or "none"
         bugs = "-" + "+".join(self.bugs) if self.bugs else ""
         system = "" if self.system == "paxos" else f"{self.system}-"
-        return f"{system}{self.workload}-{kinds}-n{self.nodes}{bugs}"
+        # runs of one test on two backends are two tests: their timings do not compare
+        backend = "" if self.backend == "local" else f"-{self.backend}"
+        return f"{system}{self.workload}-{kinds}-n{self.nodes}{bugs}{backend}"
 
     def phase_durations(self) -> dict[str, float]:
         """Warm-up, faults and recovery share the time limit 1 : 3 : 1 (recovery at least 3 s

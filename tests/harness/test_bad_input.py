@@ -304,3 +304,14 @@ def test_a_capability_the_system_lacks_is_refused(monkeypatch, options: dict,
     assert words in str(err.value) and "\n" not in str(err.value)
     # what needs nothing of it passes
     RunConfig(nemesis="partition:halves,kill:one").validate()
+
+
+def test_the_test_name_tells_backends_and_systems_apart() -> None:
+    from harness.run.config import RunConfig
+
+    local = RunConfig(nemesis="partition", bugs=["small-quorum"])
+    assert local.test_name() == "register-partition-n3-small-quorum"
+    docker = RunConfig(nemesis="partition", bugs=["small-quorum"], backend="docker")
+    assert docker.test_name() == "register-partition-n3-small-quorum-docker"
+    assert RunConfig(system="etcd", nemesis="kill",
+                     backend="docker").test_name() == "etcd-register-kill-n3-docker"

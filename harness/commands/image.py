@@ -115,6 +115,70 @@ def offline_sources() -> list[str]:
     return [line for line in out.stdout.splitlines() if line.strip()]
 
 
+class BuildProgress:
+    """A live line on `log` while an image builds, when `log` is a terminal: the stage, the
+    build's latest output line and the time so far (rich, transient: gone once it is done)."""
+
+    def __init__(self, log: Any, stage: str) -> None:
+        from rich.console import Console
+
+        self.console = Console(file=log, highlight=False)
+        self.stage = stage
+        self.start = time.monotonic()
+        self.status: Any = None
+
+    def __enter__(self) -> BuildProgress:
+        if self.console.is_terminal:
+            self.status = self.console.status(self._text(""))
+            self.status.__enter__()
+        return self
+
+    def _text(self, line: str) -> Any:
+        from rich.text import Text
+
+        return Text(f"{self.stage} ({time.monotonic() - self.start:.0f} s): {line[:100]}")
+
+    def line(self, line: str) -> None:
+        if self.status is not None and line.strip():
+            self.status.update(self._text(line.strip()))
+
+    def __exit__(self, *exc: object) -> None:
+        if self.status is not None:
+            self.status.__exit__(*exc)
+
+
+def _stream(cmd: list[str], env: dict[str, str], timeout: float,
+            on_line: Any) -> tuple[int, list[str], bool]:
+    """Run cmd, passing each output line to on_line; (exit status, last lines, timed out).
+    A watchdog kills it at the timeout, so a stuck build cannot hold the reader forever."""
+    import collections
+    import threading
+
+    tail: collections.deque[str] = collections.deque(maxlen=15)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, errors="replace")
+    timed_out = threading.Event()
+
+    def kill() -> None:
+        timed_out.set()
+        proc.kill()
+
+    watchdog = threading.Timer(timeout, kill)
+    watchdog.start()
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            tail.append(line.rstrip())
+            on_line(line)
+        status = proc.wait()
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return status, list(tail), timed_out.is_set()
+
+
 def build_offline_base(tag: str, timeout: float = BUILD_TIMEOUT_S,
                        log: Any = sys.stderr, extra_packages: tuple[str, ...] = ()) -> None:
     """mmdebstrap | docker import, by the script in docker/ (usable without the harness).
@@ -127,31 +191,39 @@ def build_offline_base(tag: str, timeout: float = BUILD_TIMEOUT_S,
     if shutil.which("apt-get") is None:
         raise ImageError("cannot build the offline base: the host has no apt-get to read its "
                          "package sources from")
-    try:
-        env = {**os.environ, "EXTRA_PACKAGES": ",".join(extra_packages)}
-        proc = subprocess.run(["bash", str(OFFLINE_SCRIPT), tag], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        raise ImageError(f"the offline base build took more than {timeout:.0f} s") from None
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
-        print(tail, file=log)
-        raise ImageError(f"the offline base build failed (exit {proc.returncode}); its last "
-                         "lines are above")
+    env = {**os.environ, "EXTRA_PACKAGES": ",".join(extra_packages)}
+    with BuildProgress(log, f"mmdebstrap: building the offline base {tag}") as progress:
+        status, tail, timed_out = _stream(["bash", str(OFFLINE_SCRIPT), tag], env, timeout,
+                                          progress.line)
+    if timed_out:
+        raise ImageError(f"the offline base build took more than {timeout:.0f} s")
+    if status != 0:
+        print("\n".join(tail), file=log)
+        raise ImageError(f"the offline base build failed (exit {status}); its last lines are "
+                         "above")
 
 
-def build_dockerfile(client: Any, tag: str, base: str, timeout: float = BUILD_TIMEOUT_S) -> None:
+def build_dockerfile(client: Any, tag: str, base: str, timeout: float = BUILD_TIMEOUT_S,
+                     log: Any = sys.stderr) -> None:
+    """docker build of docker/ on `base`, its steps shown live on a terminal (the streaming
+    API: the high-level one returns only once the build is over)."""
     import docker.errors
 
+    lines: list[str] = []
     try:
-        client.images.build(path=str(DOCKER_DIR), tag=tag, buildargs={"BASE": base},
-                            pull=False, rm=True, forcerm=True, timeout=int(timeout),
-                            labels={"paxos-harness.base": base})
-    except docker.errors.BuildError as exc:
-        lines = [str(item.get("stream") or item.get("error") or "").rstrip()
-                 for item in exc.build_log]
-        tail = "\n".join(line for line in lines if line)[-2000:]
-        raise ImageError(f"docker build on {base} failed: {exc.msg}\n{tail}") from None
+        with BuildProgress(log, f"docker build {tag}") as progress:
+            for chunk in client.api.build(path=str(DOCKER_DIR), tag=tag,
+                                          buildargs={"BASE": base}, pull=False, rm=True,
+                                          forcerm=True, timeout=int(timeout),
+                                          labels={"paxos-harness.base": base}, decode=True):
+                text = str(chunk.get("stream") or chunk.get("status") or "")
+                for line in text.splitlines():
+                    lines.append(line)
+                    progress.line(line)
+                if chunk.get("error"):
+                    tail = "\n".join(x for x in lines[-30:] if x.strip())[-2000:]
+                    raise ImageError(f"docker build on {base} failed: "
+                                     f"{str(chunk['error']).strip()}\n{tail}")
     except docker.errors.APIError as exc:
         raise ImageError(f"docker build on {base} failed: {exc.explanation or exc}") from None
 
@@ -202,7 +274,7 @@ def ensure_image(tag: str = DEFAULT_IMAGE, base: str = DEFAULT_BASE, *, offline:
             build_offline_base(base, timeout=timeout, log=log)
             base_seconds = time.monotonic() - base_start
     print(f"harness image: building {tag} on {base} ...", file=log, flush=True)
-    build_dockerfile(client, tag, base, timeout=timeout)
+    build_dockerfile(client, tag, base, timeout=timeout, log=log)
     size = image_size(client, tag)
     if size is None:
         raise ImageError(f"docker build reported success but {tag} is not there")

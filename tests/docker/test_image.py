@@ -15,6 +15,7 @@ import pytest
 
 from harness.commands.image import OFFLINE_SCRIPT
 from tests.docker.conftest import harness
+from tests.harness.conftest import harness_on_a_terminal
 
 # What `apt-get indextargets --format ...` prints on a host with a second architecture, a
 # source entry, a third-party repository and a disabled-looking one of another release.
@@ -79,10 +80,14 @@ def test_offline_build_then_reuse(docker_client: Any) -> None:
     suffix = f"{os.getpid()}-{time.monotonic_ns()}"
     tag, base = f"paxos-node-test:{suffix}", f"paxos-base-test:{suffix}"
     try:
-        proc = harness("image", "build", "--tag", tag, "--base-tag", base, "--offline",
-                       "--rebuild", timeout=1200)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        line = proc.stdout.strip().splitlines()[-1]
+        # stderr on a terminal: the build shows each stage's latest line as it goes
+        status, out, terminal = harness_on_a_terminal(
+            "image", "build", "--tag", tag, "--base-tag", base, "--offline", "--rebuild",
+            timeout=1200)
+        assert status == 0, out + terminal
+        assert f"mmdebstrap: building the offline base {base}" in terminal, terminal[-3000:]
+        assert f"docker build {tag}" in terminal and "Step" in terminal, terminal[-3000:]
+        line = out.strip().splitlines()[-1]
         assert re.fullmatch(rf"image {re.escape(tag)}: built offline .* on {re.escape(base)} "
                             r"in [\d.]+ s \(base [\d.]+ s\), [\d.]+ MB", line), line
         assert docker_client.images.get(base).labels.get("paxos-harness.image") == "base"

@@ -17,6 +17,37 @@ def harness(*args: str, timeout: float = 180, **kwargs) -> subprocess.CompletedP
                           text=True, timeout=timeout, cwd=REPO, env=env, **kwargs)
 
 
+def harness_on_a_terminal(*args: str, timeout: float = 180) -> tuple[int, str, str]:
+    """Run the harness with stderr on a pseudo-terminal (so live progress lines are drawn)
+    and stdout on a pipe: (exit status, stdout, what the terminal showed)."""
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=slave, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    out = ""
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:
+                    break
+        out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, seen.decode(errors="replace")
+
+
 def read_history(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
 

@@ -75,30 +75,11 @@ def test_the_node_runs_on_the_standard_loop_when_told() -> None:
 
 def test_bench_shows_its_progress_on_a_terminal() -> None:
     """A live line names the cell being measured and counts the cells; the table replaces it."""
-    import pty
-    import select
+    from tests.harness.conftest import harness_on_a_terminal
 
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "bench", "--seconds", "1",
-                             "--clients", "1", "--modes", "multi"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=slave, text=True)
-    os.close(slave)
-    seen = b""
-    deadline = time.monotonic() + 60
-    try:
-        while proc.poll() is None and time.monotonic() < deadline:
-            if select.select([master], [], [], 0.2)[0]:
-                try:
-                    seen += os.read(master, 65536)
-                except OSError:
-                    break
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0
-    text = seen.decode(errors="replace")
+    status, out, text = harness_on_a_terminal("bench", "--seconds", "1", "--clients", "1",
+                                              "--modes", "multi", timeout=120)
+    assert status == 0
     assert "multi: writes, 1 client" in text and "multi: reads, 1 client" in text
     assert "0/2" in text and "2/2" in text
     assert "bench" not in out.splitlines()[0]      # stdout has the table, not the bar

@@ -193,22 +193,47 @@ class Controller:
 
         await asyncio.gather(*(drain(w) for w in workers))
 
+    def progress_stats(self, rate: float) -> str:
+        c = self.history.counts
+        faults = ", ".join(self.nemesis.active()) if self.nemesis else ""
+        return (f"{rate:6.0f} ops/s  ok {c['ok']} fail {c['fail']} info {c['info']}  "
+                f"faults: {faults or '-'}")
+
     async def progress_line(self) -> None:
+        """The run as it goes: on a terminal a live bar over the planned time (rich,
+        transient); elsewhere one plain line every 5 s, for logs."""
         start = self.now()
         last_ops, last_t = 0, start
-        tty = sys.stderr.isatty()
-        while True:
-            await asyncio.sleep(1.0 if tty else 5.0)
-            now = self.now()
+
+        def rate() -> float:
+            nonlocal last_ops, last_t
             c = self.history.counts
-            done = c["ok"] + c["fail"] + c["info"]
-            rate = (done - last_ops) / max(1e-9, now - last_t)
+            done, now = c["ok"] + c["fail"] + c["info"], self.now()
+            r = (done - last_ops) / max(1e-9, now - last_t)
             last_ops, last_t = done, now
-            faults = ", ".join(self.nemesis.active()) if self.nemesis else ""
-            line = (f"[{self.phase:>11}] {now - start:5.1f}s {rate:6.0f} ops/s  ok {c['ok']} "
-                    f"fail {c['fail']} info {c['info']}  faults: {faults or '-'}")
-            print(("\r" + line + "\x1b[K") if tty else line, end="" if tty else "\n",
-                  file=sys.stderr, flush=True)
+            return r
+
+        if not sys.stderr.isatty():
+            while True:
+                await asyncio.sleep(5.0)
+                elapsed = self.now() - start
+                print(f"[{self.phase:>11}] {elapsed:5.1f}s {self.progress_stats(rate())}",
+                      file=sys.stderr, flush=True)
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        planned = sum(self.durations.values())
+        bar = Progress(TextColumn("[bold]{task.fields[phase]:>11}"), BarColumn(bar_width=16),
+                       TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+                       TextColumn("{task.fields[stats]}"),
+                       console=Console(stderr=True), transient=True, refresh_per_second=4)
+        with bar:
+            task = bar.add_task("run", total=planned, phase=self.phase, stats="")
+            while True:
+                await asyncio.sleep(1.0)
+                bar.update(task, completed=min(planned, self.now() - start),
+                           phase=self.phase, stats=escape(self.progress_stats(rate())))
 
     def track_logs(self) -> None:
         """Record the chosen logs from now on (a system that serves them)."""
@@ -268,8 +293,7 @@ class Controller:
         finally:
             if progress is not None:
                 progress.cancel()
-                if sys.stderr.isatty():
-                    print(file=sys.stderr)
+                await asyncio.gather(progress, return_exceptions=True)
 
     async def drive(self) -> None:
         config = self.config

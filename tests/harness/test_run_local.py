@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -232,3 +233,18 @@ def test_clean_removes_the_secrets_of_dead_controllers(tmp_path: Path) -> None:
 
         shutil.rmtree(dead, ignore_errors=True)
         shutil.rmtree(alive, ignore_errors=True)
+
+
+def test_a_run_on_a_terminal_shows_a_live_bar_then_the_summary(tmp_path: Path) -> None:
+    from tests.harness.conftest import harness_on_a_terminal
+
+    status, out, terminal = harness_on_a_terminal(
+        "run", "--time-limit", "10", "--nemesis", "partition", "--nemesis-interval", "1",
+        "--seed", "3", "--store", str(tmp_path / "store"), timeout=120)
+    assert status == 0, out + terminal
+    # the bar names each phase, the planned time and the live counts, and is drawn in place
+    for phase in ("warmup", "faults", "recovery"):
+        assert phase in terminal, terminal[-2000:]
+    assert "ops/s" in terminal and "faults: partition" in terminal and "\r" in terminal
+    assert re.search(r"\b\d+/10 s\b", terminal)
+    assert "verdict: valid" in out and "phase" in out.splitlines()[0]

@@ -36,6 +36,12 @@ def _sorted(xs: set) -> list:
         return sorted(xs, key=repr)
 
 
+def _listed(items: list[Any], limit: int = 10) -> str:
+    """`3, 7, 9` (and `...` past the limit): elements in words, not a Python list."""
+    shown = ", ".join(str(x) for x in items[:limit])
+    return shown + (" ..." if len(items) > limit else "")
+
+
 def check(history: list[dict], key: Any = "set",
           final_reads_start: int | None = None) -> dict[str, Any]:
     """`final_reads_start`: ns on the history clock where the final-reads phase began; reads
@@ -104,10 +110,10 @@ def check(history: list[dict], key: Any = "set",
     if lost or disappeared:
         everything = _sorted(lost | disappeared)
         problems.append(f"{len(everything)} acknowledged add(s) lost: "
-                        f"{everything[:10]}{' ...' if len(everything) > 10 else ''}")
+                        f"{_listed(everything)}")
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected element(s) "
-                        f"(never added or add failed): {_sorted(unexpected)[:10]}")
+                        f"(never added or add failed): {_listed(_sorted(unexpected))}")
     if problems:
         result["valid"] = False
         result["reason"] = "; ".join(problems)

@@ -98,7 +98,8 @@ def _op_text(o: dict[str, Any]) -> str:
 
 
 def evidence_tables(checkers: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Per checker, its evidence as tables (title, columns, rows of text cells)."""
+    """Per checker, its evidence as tables (title, columns, rows of cells: text, or text with
+    the href of the operation's box in the timeline)."""
     out: dict[str, list[dict[str, Any]]] = {}
     agreement = checkers.get("agreement") or {}
     divergent = agreement.get("divergent") or []
@@ -127,7 +128,11 @@ def evidence_tables(checkers: dict[str, Any]) -> dict[str, list[dict[str, Any]]]
                              ", ".join(d.get("nodes") or [])])
             else:
                 start = d.get("start")
-                rows.append([f"{d.get('client')}#{d.get('seq')}", _op_text(d),
+                where = d.get("invoke_index")
+                rows.append([{"text": f"{d.get('client')}#{d.get('seq')}",
+                              "href": f"{TIMELINE}#{timeline_anchor(where)}"}
+                             if isinstance(where, int) else f"{d.get('client')}#{d.get('seq')}",
+                             _op_text(d),
                              ", ".join(str(s) for s in d.get("slots") or []) or "none",
                              f"{start / 1e9:.3f}" if isinstance(start, int) else "-"])
         columns = (["command", "f", "slots", "on nodes"] if key == "duplicates"

@@ -224,3 +224,27 @@ def test_a_stale_read_is_explained_across_the_pages(tmp_path: Path) -> None:
     # the op it contradicts is named beside it
     text = (run_dir / "linearizability.html").read_text()
     assert "last update before it" in text or "acknowledged write it missed" in text
+
+
+def test_other_checkers_evidence_is_tables_linked_to_the_timeline(tmp_path: Path) -> None:
+    lost = make_run(tmp_path / "a", workload="set", fault="lost-add")
+    results = analyze_and_write(lost)
+    text = (lost / "report.html").read_text()
+    victim = results["checkers"]["exactly-once"]["lost"][0]
+    assert "acknowledged updates in no slot" in text
+    assert f'href="timeline.html#op-{victim["invoke_index"]}"' in text
+    assert "acknowledged adds missing from the final read" in text
+    assert f"<td>{victim['value']}</td>" in text  # the set checker's lost element
+    assert_links_resolve(lost / "report.html", tmp_path)
+    dup = make_run(tmp_path / "b", fault="duplicate")
+    results = analyze_and_write(dup)
+    d = results["checkers"]["exactly-once"]["duplicates"][0]
+    row = (f"<td>{d['client']}#{d['seq']}</td><td>{d['f']}</td>"
+           f"<td>{', '.join(map(str, d['slots']))}</td>")
+    assert row in (dup / "report.html").read_text().replace("\n", "")
+    assert "in slots " + ", ".join(map(str, d["slots"])) in results["checkers"]["exactly-once"][
+        "reason"]
+    div = make_run(tmp_path / "c", fault="divergent")
+    results = analyze_and_write(div)
+    assert "what each node holds" in (div / "report.html").read_text()
+    assert "{" not in results["checkers"]["agreement"]["reason"]  # words, not JSON

@@ -209,9 +209,11 @@ def _fault_labels(ax: Any, faults: list[dict]) -> list[tuple[dict, int, str]]:
 
 
 def _decorate(ax: Any, faults: list[dict], phases: list[dict], heal_s: float | None,
-              label_faults: bool = True) -> None:
-    """Shade fault intervals (a legend entry per kind; labelled with what they did) and mark
-    phase boundaries."""
+              label_faults: bool = True, mark_s: float | None = None) -> None:
+    """Shade fault intervals (a legend entry per kind; labelled with what they did), mark
+    phase boundaries, and `mark_s`: when the op that cannot be linearized was invoked."""
+    if mark_s is not None:
+        ax.axvline(mark_s, color="black", ls=":", lw=1.4, label="cannot be linearized")
     kinds_seen: set[str] = set()
     for fault in faults:
         colour = FAULT_COLOURS.get(fault["kind"], "#cccccc")
@@ -290,7 +292,7 @@ def bucket_size(duration_s: float) -> float:
 
 
 def plot_quantiles(ops: list[Op], faults: list[dict], phases: list[dict],
-                   heal_s: float | None, step: float) -> str:
+                   heal_s: float | None, step: float, mark_s: float | None = None) -> str:
     series = time_series(ops, step)
     fig, ax = _figure()
     for name, colour in (("p50", "#1f77b4"), ("p95", "#9467bd"), ("p99", "#d62728"),
@@ -301,13 +303,13 @@ def plot_quantiles(ops: list[Op], faults: list[dict], phases: list[dict],
     ax.set_yscale("log")
     ax.set_xlabel("time since start (s)")
     ax.set_ylabel("ok latency (ms)")
-    _decorate(ax, faults, phases, heal_s, label_faults=False)
+    _decorate(ax, faults, phases, heal_s, label_faults=False, mark_s=mark_s)
     _legend(ax)
     return to_data_uri(fig)
 
 
 def plot_throughput(ops: list[Op], faults: list[dict], phases: list[dict],
-                    heal_s: float | None, step: float) -> str:
+                    heal_s: float | None, step: float, mark_s: float | None = None) -> str:
     series = time_series(ops, step)
     fig, ax = _figure()
     for status in ("ok", "fail", "info"):
@@ -317,7 +319,7 @@ def plot_throughput(ops: list[Op], faults: list[dict], phases: list[dict],
     ax.set_xlabel("time since start (s)")
     ax.set_ylabel("completions per second")
     ax.set_ylim(bottom=0)
-    _decorate(ax, faults, phases, heal_s, label_faults=False)
+    _decorate(ax, faults, phases, heal_s, label_faults=False, mark_s=mark_s)
     _legend(ax)
     return to_data_uri(fig)
 
@@ -454,6 +456,7 @@ def write_report(run_dir: Path, results: dict) -> Path:
     checkers = results.get("checkers") or {}
     lin_context = linearizability_context(checkers.get("linearizability") or {}, history, faults)
     failing = lin_context["rows"][0] if lin_context else None
+    mark_s = failing["start_s"] if failing else None
     plots = []
     plot_errors = []
     specs = [
@@ -465,10 +468,10 @@ def write_report(run_dir: Path, results: dict) -> Path:
          lambda: plot_latency(ops, faults, phases, heal_s, failing)),
         ("quantiles", "Latency quantiles over time",
          f"p50, p95, p99 and max latency of ok operations completing in each {step:g} s.",
-         lambda: plot_quantiles(ops, faults, phases, heal_s, step)),
+         lambda: plot_quantiles(ops, faults, phases, heal_s, step, mark_s)),
         ("throughput", "Throughput over time",
          f"Completions per second by outcome, in {step:g} s buckets.",
-         lambda: plot_throughput(ops, faults, phases, heal_s, step)),
+         lambda: plot_throughput(ops, faults, phases, heal_s, step, mark_s)),
     ]
     if windows:
         specs.append(("windows", "Fast path per window",

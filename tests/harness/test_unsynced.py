@@ -57,9 +57,76 @@ def test_only_synced_writes_survive_a_power_cut(tmp_path: Path) -> None:
     assert (data / "c.log").read_bytes() == b""
     assert not (data / "b.log").exists()
     assert lost == {"files_cut": 2, "bytes_lost": len("unsynced-2;never syncednew file"),
-                    "files_removed": 1}
+                    "files_removed": 1, "bytes_restored": 0}
     # A second loss with nothing new written loses nothing more.
     assert drop_unsynced(str(data), str(journal))["bytes_lost"] == 0
+
+
+# A preallocated log (zeros, synced) and a record file rewritten in place: what is overwritten
+# after the last sync must come back, whether it was zeros or data; what was synced stays.
+OVERWRITER = """
+import os, signal, sys
+d = sys.argv[1]
+log = os.open(os.path.join(d, "wal"), os.O_WRONLY | os.O_CREAT)
+os.pwrite(log, bytes(64), 0)
+os.fdatasync(log)
+os.pwrite(log, b"synced", 0)
+os.fdatasync(log)
+os.pwrite(log, b"lost-1", 6)
+os.pwrite(log, b"LOST-2", 9)          # overlaps the first unsynced write
+rec = os.open(os.path.join(d, "rec"), os.O_RDWR | os.O_CREAT)
+os.write(rec, b"old-old-old")
+os.fsync(rec)
+os.lseek(rec, 4, os.SEEK_SET)
+os.write(rec, b"NEW")                  # in place, through os.write at the file position
+dfd = os.open(d, os.O_RDONLY)
+os.fsync(dfd)
+print("ready", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_overwrites_since_the_last_sync_are_undone(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    journal = tmp_path / "journal"
+    env = {**os.environ, SYNC_JOURNAL_ENV: str(journal), "PYTHONPATH": str(FAULTFS)}
+    proc = subprocess.run([sys.executable, "-c", OVERWRITER, str(data)], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert (data / "wal").read_bytes()[:15] == b"syncedlosLOST-2"
+    assert (data / "rec").read_bytes() == b"old-NEW-old"
+    lost = drop_unsynced(str(data), str(journal))
+    assert (data / "wal").read_bytes() == b"synced" + bytes(58)  # size unchanged: 64
+    assert (data / "rec").read_bytes() == b"old-old-old"
+    assert lost["bytes_restored"] == 6 + 6 + 3 and lost["files_cut"] == 0
+    # the disk after the cut is what survived: a second cut with nothing new undoes nothing
+    (data / "rec").write_bytes(b"old-old-old")
+    assert drop_unsynced(str(data), str(journal))["bytes_restored"] == 0
+    assert (data / "wal").read_bytes() == b"synced" + bytes(58)
+
+
+def test_an_unsynced_record_in_a_preallocated_wal_is_lost(tmp_path: Path) -> None:
+    """The node's own log, preallocated: the file's size never changes, yet the record written
+    without fdatasync must not survive the cut (the fault would otherwise hide a node that
+    replies before it syncs)."""
+    data = tmp_path / "data"
+    journal = tmp_path / "journal"
+    script = ("import sys, os, signal\nfrom node.wal import WAL\n"
+              "w = WAL(sys.argv[1], preallocate=4096)\nw.open()\n"
+              "w.append([{'t': 'kept'}])\nw.append([{'t': 'lost'}], sync=False)\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    env = {**os.environ, SYNC_JOURNAL_ENV: str(journal),
+           "PYTHONPATH": f"{FAULTFS}{os.pathsep}{Path(__file__).resolve().parents[2]}"}
+    proc = subprocess.run([sys.executable, "-c", script, str(data)], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    from node.wal import WAL
+
+    size = (data / "wal.log").stat().st_size
+    lost = drop_unsynced(str(data), str(journal))
+    assert lost["bytes_restored"] > 0 and (data / "wal.log").stat().st_size == size
+    assert WAL(str(data), preallocate=4096).open() == [{"t": "kept"}]
 
 
 def test_the_journal_is_bounded_and_keeps_the_latest_sync(tmp_path: Path) -> None:

@@ -33,22 +33,32 @@ def test_round_trip(tmp_path) -> None:
     assert w2.truncated_bytes == 0
 
 
-@pytest.mark.parametrize("cut", [1, 5, 8, 12])
-def test_torn_tail_is_cut_off(tmp_path, cut: int) -> None:
-    w = WAL(str(tmp_path))
+@pytest.mark.parametrize("preallocate", [0, 1 << 16])
+# (a torn prefix of zero bytes only, such as the first byte of a short record's length, is the
+# same as nothing written: it is cut as unused space, not reported torn)
+@pytest.mark.parametrize("cut", [4, 5, 8, 12])
+def test_torn_tail_is_cut_off(tmp_path, cut: int, preallocate: int) -> None:
+    w = WAL(str(tmp_path), preallocate=preallocate)
     w.open()
     w.append(recs(4))
+    end = w.end
     w.close()
     path = os.path.join(tmp_path, "wal.log")
-    size = os.path.getsize(path)
     last = len(encode_record(recs(4)[3]))
-    # the last record was being written when the process died: only part of it is there
+    # the last record was being written when the process died: only part of it is there (the
+    # rest of the file is cut off, or still the preallocated zeros)
     with open(path, "r+b") as f:
-        f.truncate(size - last + cut)
-    w2 = WAL(str(tmp_path))
+        if preallocate:
+            assert os.path.getsize(path) == len(MAGIC) + preallocate
+            f.seek(end - last + cut)
+            f.write(bytes(last - cut))
+        else:
+            assert os.path.getsize(path) == end
+            f.truncate(end - last + cut)
+    w2 = WAL(str(tmp_path), preallocate=preallocate)
     assert w2.open() == recs(3)
     assert w2.truncated_bytes == cut
-    assert os.path.getsize(path) == size - last
+    assert os.path.getsize(path) == end - last == w2.end
     # and appending continues cleanly after the cut
     w2.append([{"t": "prom", "b": [1, "n1"]}])
     w2.close()
@@ -56,7 +66,7 @@ def test_torn_tail_is_cut_off(tmp_path, cut: int) -> None:
 
 
 def test_torn_tail_of_zeros_or_garbage(tmp_path) -> None:
-    w = WAL(str(tmp_path))
+    w = WAL(str(tmp_path), preallocate=0)
     w.open()
     w.append(recs(2))
     w.close()
@@ -67,6 +77,28 @@ def test_torn_tail_of_zeros_or_garbage(tmp_path) -> None:
     with open(path, "ab") as f:
         f.write(random.Random(3).randbytes(50))
     assert WAL(str(tmp_path)).open() == recs(2)
+
+
+def test_the_log_grows_by_preallocated_zeros_and_records_overwrite_them(tmp_path) -> None:
+    path = os.path.join(tmp_path, "wal.log")
+    w = WAL(str(tmp_path), preallocate=4096)
+    w.open()
+    w.append(recs(3))
+    assert os.path.getsize(path) == len(MAGIC) + 4096  # grown once, records inside
+    big = [{"t": "chosen", "e": [[i, {"op": "write", "value": "x" * 300}]]} for i in range(20)]
+    w.append(big)  # does not fit: grows by what it needs
+    size = os.path.getsize(path)
+    assert size >= w.end > len(MAGIC) + 4096
+    w.close()
+    data = open(path, "rb").read()
+    assert not data[w.end:].strip(b"\0")  # after the records: only zeros
+    w2 = WAL(str(tmp_path), preallocate=4096)
+    assert w2.open() == recs(3) + big
+    assert w2.truncated_bytes == 0 and w2.end == w.end and os.path.getsize(path) == size
+    w2.append([{"t": "prom", "b": [2, "n3"]}])  # goes where the records end, not at EOF
+    w2.close()
+    assert WAL(str(tmp_path)).open() == recs(3) + big + [{"t": "prom", "b": [2, "n3"]}]
+    assert os.path.getsize(path) == size
 
 
 def test_corrupt_record_in_the_middle_stops_recovery(tmp_path) -> None:

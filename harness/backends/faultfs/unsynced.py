@@ -1,14 +1,16 @@
 """Lose what a killed process wrote but never synced (LazyFS's "lose unsynced writes").
 
 Reads the journal the faultfs shim keeps (sitecustomize.py) and, for every file under a data
-directory: cuts it back to its size at its last fsync/fdatasync, empties it if it was never
-synced, and removes it if its directory was synced since without it (a creation the directory
-never made durable). Run after the process is dead, before it starts again. Standard library
-only: it also runs inside a container (`python3 unsynced.py DATA_DIR JOURNAL`).
+directory: puts back what os.write/os.pwrite overwrote since its last fsync/fdatasync (latest
+first), cuts it back to its size at that sync, empties it if it was never synced, and removes
+it if its directory was synced since without it (a creation the directory never made
+durable). Then it records the disk as it is now as synced: what survived a power cut is what
+the disk holds, and a later cut must not undo it again. Run after the process is dead, before
+it starts again. Standard library only: it also runs inside a container (`python3 unsynced.py
+DATA_DIR JOURNAL`).
 
-The model is an append-only disk's: a file's synced prefix survives, the rest is gone. Data
-overwritten in place after a sync, and a rename over an older file that the directory never
-synced, are not undone (the older contents are no longer anywhere to restore).
+Not undone: a rename over an older file that the directory never synced, and overwrites made
+other than through os.write/os.pwrite (the older contents are nowhere to restore).
 """
 
 from __future__ import annotations
@@ -39,28 +41,75 @@ def read_journal(path: str) -> tuple[dict[tuple[int, int], int], dict[tuple[int,
     return sizes, dirs
 
 
+def read_undo(path: str) -> dict[tuple[int, int], list[tuple[int, bytes]]]:
+    """{(dev, ino): [(offset, the bytes a write overwrote)]} written since each file's last
+    sync, oldest first."""
+    undo: dict[tuple[int, int], list[tuple[int, bytes]]] = {}
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return undo
+    for line in lines:
+        parts = line.split(" ")
+        try:
+            key = (int(parts[0]), int(parts[1]))
+            if parts[2] == "Z":
+                undo.setdefault(key, []).append((int(parts[3]), bytes(int(parts[4]))))
+            elif parts[2] == "U":
+                undo.setdefault(key, []).append((int(parts[3]), bytes.fromhex(parts[4])))
+            else:
+                undo.pop(key, None)  # a sync: what came before it is durable
+        except (IndexError, ValueError):
+            continue  # a torn last line: the write it precedes had not begun
+    return undo
+
+
 def drop_unsynced(data_dir: str, journal: str) -> dict[str, int]:
-    """Apply the loss; returns what was lost: {"files_cut", "bytes_lost", "files_removed"}."""
+    """Apply the loss; returns what was lost: {"files_cut", "bytes_lost", "files_removed",
+    "bytes_restored"}."""
     sizes, dirs = read_journal(journal)
-    lost = {"files_cut": 0, "bytes_lost": 0, "files_removed": 0}
+    undo = read_undo(journal)
+    lost = {"files_cut": 0, "bytes_lost": 0, "files_removed": 0, "bytes_restored": 0}
+    now_synced: list[str] = []
     for root, _subdirs, names in os.walk(data_dir):
         st_root = os.stat(root)
         synced_names = dirs.get((st_root.st_dev, st_root.st_ino))
+        kept = []
         for name in names:
             path = os.path.join(root, name)
             st = os.lstat(path)
             if not os.path.isfile(path) or os.path.islink(path):
+                kept.append(name)
                 continue
             if synced_names is not None and name not in synced_names:
                 os.unlink(path)
                 lost["files_removed"] += 1
                 lost["bytes_lost"] += st.st_size
                 continue
-            keep = sizes.get((st.st_dev, st.st_ino), 0)
-            if st.st_size > keep:
+            kept.append(name)
+            key = (st.st_dev, st.st_ino)
+            overwritten = undo.get(key, [])
+            if overwritten:
+                fd = os.open(path, os.O_WRONLY)
+                try:
+                    for offset, old in reversed(overwritten):
+                        os.pwrite(fd, old, offset)
+                        lost["bytes_restored"] += len(old)
+                finally:
+                    os.close(fd)
+            keep = sizes.get(key, 0)
+            size = os.stat(path).st_size
+            if size > keep:
                 os.truncate(path, keep)
                 lost["files_cut"] += 1
-                lost["bytes_lost"] += st.st_size - keep
+                lost["bytes_lost"] += size - keep
+            now_synced.append(f"{st.st_dev} {st.st_ino} {min(size, keep)}\n")
+        names_now = "/".join(sorted(n for n in kept + _subdirs if "/" not in n))
+        now_synced.append(f"{st_root.st_dev} {st_root.st_ino} D {names_now}\n")
+    if os.path.exists(journal):
+        with open(journal, "a") as f:
+            f.writelines(now_synced)
     return lost
 
 

@@ -130,12 +130,13 @@ RESTART_SLACK_S = 1.0  # a status reply can lag its sample's timestamp by up to 
 
 
 def _restarted_between(a: dict, b: dict, elapsed_s: float) -> bool:
-    """Whether a node's process is younger at the closing sample than it would be had it run
-    through the window (uptime is monotonic: a pause does not stop it)."""
-    ua, ub = a.get("uptime_s"), b.get("uptime_s")
-    if not isinstance(ua, (int, float)) or not isinstance(ub, (int, float)):
+    """Whether a node's process at the closing sample is younger than the window, so it began
+    inside it (uptime is monotonic: a pause does not stop it). Only the closing uptime counts:
+    a slow reply at the opening sample must not look like a restart."""
+    ub = b.get("uptime_s")
+    if not isinstance(ub, (int, float)) or not isinstance(a.get("uptime_s"), (int, float)):
         return False
-    return ub + RESTART_SLACK_S < ua + elapsed_s
+    return ub + RESTART_SLACK_S < elapsed_s
 
 
 def _counter_delta(samples: list[dict], window: str) -> dict[str, Any] | None:

@@ -398,6 +398,11 @@ def test_perf_restart_seen_by_uptime_even_when_counters_grew_back() -> None:
     samples[1]["nodes"]["n1"]["uptime_s"] = 24.6
     c = perf._counter_delta(samples, "faults")
     assert c is not None and "restarted" not in c and c["commits"] == 50
+    # an opening reply that came late (its uptime larger than the sample's time says) is no
+    # restart either
+    samples[0]["nodes"]["n1"]["uptime_s"] = 9.0
+    c = perf._counter_delta(samples, "faults")
+    assert c is not None and "restarted" not in c and c["commits"] == 50
 
 
 def test_quantile_is_nearest_rank() -> None:

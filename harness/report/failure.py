@@ -4,6 +4,7 @@ other checkers' evidence (divergent slots per node, duplicated and lost updates)
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from checkers.agreement import describe_command
@@ -68,8 +69,8 @@ def linearizability_context(lin: dict[str, Any], history: list[dict],
                      if o.get("f") not in ("read", "get") and o.get("status") != "fail"), None)
         if last is not None:
             state = last.get("state_after")
-            rows.append(op_facts(last, entries, "last update before it (left "
-                                 f"{'nothing' if state is None else state})"))
+            left = "nothing" if state is None else json.dumps(state, default=str)
+            rows.append(op_facts(last, entries, f"last update before it (left {left})"))
     failing = rows[0]
     in_force = []
     if failing["start"] is not None:

@@ -248,3 +248,25 @@ def test_other_checkers_evidence_is_tables_linked_to_the_timeline(tmp_path: Path
     results = analyze_and_write(div)
     assert "what each node holds" in (div / "report.html").read_text()
     assert "{" not in results["checkers"]["agreement"]["reason"]  # words, not JSON
+
+
+def test_partition_sides_are_named() -> None:
+    from harness.report.faults import partition_sides
+
+    both = [["n1", "n2"], ["n2", "n1"], ["n1", "n3"], ["n3", "n1"]]
+    assert partition_sides(both, ["n1", "n2", "n3"]) == "n1 | n2 n3"
+    five = [[a, b] for a in ("n1", "n2") for b in ("n3", "n4", "n5")]
+    five += [[b, a] for a, b in five]
+    assert partition_sides(five, ["n1", "n2", "n3", "n4", "n5"]) == "n1 n2 | n3 n4 n5"
+    # n3 still reaches both sides: no clean split, so the links are named
+    assert partition_sides([["n1", "n2"], ["n2", "n1"]], ["n1", "n2", "n3"]) == \
+        "links cut: n1-n2"
+    assert partition_sides([["n1", "n2"], ["n1", "n3"]], ["n1", "n2", "n3"]) == \
+        "links cut: n1->n2, n1->n3"
+    h = [{"index": 0, "time": 1_000_000_000, "process": 0, "type": "invoke", "f": "read",
+          "node": "n3"},
+         {"index": 1, "time": 2_000_000_000, "process": "nemesis", "type": "invoke",
+          "f": "start-partition", "value": {"shape": "halves", "cut": both},
+          "node": ["n1", "n2", "n3"]}]
+    (fault,) = fault_intervals(h, 3_000_000_000)
+    assert fault["detail"] == "partition halves: n1 | n2 n3 (never stopped)"

@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     pids = clean_local(args.run)
-    print(f"local: killed {len(pids)} node process(es)" + (f": {pids}" if pids else ""))
+    print(f"local: killed {len(pids)} node process(es)"
+          + (f": {', '.join(map(str, pids))}" if pids else ""))
     try:
         from harness.backends.docker import clean_docker
     except ImportError:

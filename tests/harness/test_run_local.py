@@ -186,6 +186,7 @@ def test_clean_kills_leftovers_of_a_dead_controller() -> None:
         proc = harness("clean", "--run", "leftover-test", timeout=60)
         assert proc.returncode == 0, proc.stderr
         assert orphan.wait(timeout=10) == -signal.SIGKILL
+        assert f"local: killed 1 node process(es): {orphan.pid}\n" in proc.stdout
     finally:
         if orphan.poll() is None:
             orphan.kill()

@@ -575,7 +575,8 @@ def _measure(args: argparse.Namespace, clients: list[int], modes: list[str], ops
               f"{result['errors']} errors)")
         print(f"leader {result['leader']} RSS: {result['leader_rss_mb_before']:.1f} MB before, "
               f"{result['leader_rss_mb_after']:.1f} MB after; first slot still in the log: "
-              f"{result['snapshot_first_slot']}")
+              + ", ".join(f"{n} {slot}" for n, slot in
+                          (result["snapshot_first_slot"] or {}).items()))
         return 0
     rows: list[dict] = []
     cells = len(ops) * len(clients) * sum(len(modes) if s == "paxos" else 1 for s in systems)

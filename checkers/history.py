@@ -15,6 +15,7 @@ failed cas; nothing ever guesses it from an error name.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,7 +124,7 @@ class Operation:
 
     def describe(self, with_key: bool = True) -> str:
         """A short human form, e.g. `p3 cas('k1', 1, 2) -> compare failed`."""
-        args = [] if self.key is None or not with_key else [repr(self.key)]
+        args = [] if self.key is None or not with_key else [_short(self.key)]
         if self.f in ("read", "get"):
             out = "?" if self.status == "info" else _short(self.output)
             return f"p{self.process} {self.f}({', '.join(args)}) -> {out}"
@@ -167,9 +168,13 @@ class Operation:
 
 
 def _short(v: Any, limit: int = 60) -> str:
+    """A value as the history writes it (`"k1"`, `[1, 2]`, `true`), nil for none; cut at limit."""
     if v is None:
         return "nil"
-    s = str(v) if not isinstance(v, str) else repr(v)
+    try:
+        s = json.dumps(v, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        s = str(v)
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 

@@ -36,12 +36,13 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def run_writer(tmp_path: Path) -> tuple[Path, Path]:
+def run_writer(tmp_path: Path, script: str = WRITER) -> tuple[Path, Path]:
+    """Run a script under the shim in a fresh data directory until it kills itself."""
     data = tmp_path / "data"
     data.mkdir()
     journal = tmp_path / "journal"
     env = {**os.environ, SYNC_JOURNAL_ENV: str(journal), "PYTHONPATH": str(FAULTFS)}
-    proc = subprocess.run([sys.executable, "-c", WRITER, str(data)], env=env,
+    proc = subprocess.run([sys.executable, "-c", script, str(data)], env=env,
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     return data, journal
@@ -87,13 +88,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 def test_overwrites_since_the_last_sync_are_undone(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    journal = tmp_path / "journal"
-    env = {**os.environ, SYNC_JOURNAL_ENV: str(journal), "PYTHONPATH": str(FAULTFS)}
-    proc = subprocess.run([sys.executable, "-c", OVERWRITER, str(data)], env=env,
-                          capture_output=True, text=True, timeout=30)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    data, journal = run_writer(tmp_path, OVERWRITER)
     assert (data / "wal").read_bytes()[:15] == b"syncedlosLOST-2"
     assert (data / "rec").read_bytes() == b"old-NEW-old"
     lost = drop_unsynced(str(data), str(journal))

@@ -95,12 +95,11 @@ def scan(buf: bytes, start: int = 0) -> tuple[list[bytes], int, str | None]:
     return payloads, pos, None
 
 
-def _valid_record_after(buf: bytes, bad: int) -> int | None:
+def _valid_record_after(buf: bytes, bad: int, n: int) -> int | None:
     """Offset of a well-formed record starting somewhere after the bad one, if any. A torn append
     leaves only garbage (or zeros) after the last good record; finding a record with a correct
-    checksum further on means the damage is in the middle."""
-    # a record ends in its payload's closing brace: none can lie in the zeros at the end
-    n = len(buf.rstrip(b"\0"))
+    checksum further on means the damage is in the middle. Records can only lie before `n`, the
+    end of the non-zero bytes."""
     for pos in range(bad + 1, n - HEADER.size):
         length, crc = HEADER.unpack_from(buf, pos)
         if length == 0 or pos + HEADER.size + length > n:
@@ -139,17 +138,20 @@ class WAL:
             elif not buf.startswith(MAGIC):
                 raise WalCorruption(f"{self.path}: not a write-ahead log (bad header)")
             payloads, good_end, problem = scan(buf, len(MAGIC)) if buf else ([], 0, None)
-            if problem is not None and not buf[good_end:].strip(b"\0"):
+            # a record ends in its payload's closing brace, never in a zero byte: the zeros
+            # at the end are preallocated space, and no record can lie in them
+            used = len(buf.rstrip(b"\0"))
+            if problem is not None and used <= good_end:
                 problem = None  # only the preallocated zeros follow: the clean end
             if problem is not None:
-                later = _valid_record_after(buf, good_end)
+                later = _valid_record_after(buf, good_end, used)
                 if later is not None:
                     raise WalCorruption(
                         f"{self.path}: {problem}, but a valid record follows at offset {later}: "
                         "the log is corrupt in the middle, not torn at the end; refusing to start "
                         "(restore the data directory or move it aside to rejoin empty)")
                 # what the torn write left; the zeros after it were never records
-                self.truncated_bytes = len(buf.rstrip(b"\0")) - good_end
+                self.truncated_bytes = used - good_end
             for i, p in enumerate(payloads):
                 try:
                     records.append(json.loads(p))

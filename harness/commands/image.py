@@ -10,6 +10,7 @@ code into each container, so a cached image never runs stale code.
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import shutil
 import subprocess
@@ -151,7 +152,6 @@ def _stream(cmd: list[str], env: dict[str, str], timeout: float,
             on_line: Any) -> tuple[int, list[str], bool]:
     """Run cmd, passing each output line to on_line; (exit status, last lines, timed out).
     A watchdog kills it at the timeout, so a stuck build cannot hold the reader forever."""
-    import collections
     import threading
 
     tail: collections.deque[str] = collections.deque(maxlen=15)
@@ -209,7 +209,7 @@ def build_dockerfile(client: Any, tag: str, base: str, timeout: float = BUILD_TI
     API: the high-level one returns only once the build is over)."""
     import docker.errors
 
-    lines: list[str] = []
+    lines: collections.deque[str] = collections.deque(maxlen=30)  # the tail, for an error
     try:
         with BuildProgress(log, f"docker build {tag}") as progress:
             for chunk in client.api.build(path=str(DOCKER_DIR), tag=tag,
@@ -221,7 +221,7 @@ def build_dockerfile(client: Any, tag: str, base: str, timeout: float = BUILD_TI
                     lines.append(line)
                     progress.line(line)
                 if chunk.get("error"):
-                    tail = "\n".join(x for x in lines[-30:] if x.strip())[-2000:]
+                    tail = "\n".join(x for x in lines if x.strip())[-2000:]
                     raise ImageError(f"docker build on {base} failed: "
                                      f"{str(chunk['error']).strip()}\n{tail}")
     except docker.errors.APIError as exc:

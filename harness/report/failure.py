@@ -15,6 +15,12 @@ TIMELINE = "timeline.html"
 EXPLANATION = "linearizability.html"
 
 
+# the checker fields evidence_tables shows as tables (the report does not repeat them as JSON)
+TABLED = {"agreement": {"divergent"},
+          "exactly-once": {"duplicates", "lost", "failed_applied", "unexpected"},
+          "set": {"lost", "unexpected", "failed_but_present"}}
+
+
 def timeline_anchor(invoke_index: int) -> str:
     return f"op-{invoke_index}"
 
@@ -140,13 +146,12 @@ def evidence_tables(checkers: dict[str, Any]) -> dict[str, list[dict[str, Any]]]
                    else ["command", "op", "slots", "invoked at (s)"])
         out.setdefault("exactly-once", []).append({"title": title, "columns": columns,
                                                    "rows": rows})
-    for key, title in (("unexpected", "slots holding commands nobody sent"),):
-        items = once.get(key) or []
-        if items:
-            out.setdefault("exactly-once", []).append({
-                "title": title, "columns": ["slot", "command", "why"],
-                "rows": [[str(d.get("slot")), describe_command(d.get("command")),
-                          str(d.get("why"))] for d in items]})
+    unexpected = once.get("unexpected") or []
+    if unexpected:
+        out.setdefault("exactly-once", []).append({
+            "title": "slots holding commands nobody sent", "columns": ["slot", "command", "why"],
+            "rows": [[str(d.get("slot")), describe_command(d.get("command")),
+                      str(d.get("why"))] for d in unexpected]})
     sets = checkers.get("set") or {}
     for key, title in (("lost", "acknowledged adds missing from the final read"),
                        ("unexpected", "elements read that nobody added"),

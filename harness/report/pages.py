@@ -21,6 +21,7 @@ from checkers.perf import NEMESIS, Op, pair_ops, time_series
 from harness.report.analysis import load_history
 from harness.report.failure import (
     EXPLANATION,
+    TABLED,
     evidence_tables,
     linearizability_context,
     timeline_anchor,
@@ -522,13 +523,10 @@ def _details(checkers: dict[str, Any]) -> dict[str, dict[str, list]]:
     """Per checker: its scalar figures (a table) and its lists and maps (shown as JSON)."""
     out = {}
     skip = {"valid", "reason", "failure", "error"}
-    tabled = {"agreement": {"divergent"},
-              "exactly-once": {"duplicates", "lost", "failed_applied", "unexpected"},
-              "set": {"lost", "unexpected", "failed_but_present"}}
     for name, c in checkers.items():
         scalars, blocks = [], []
         for k, v in c.items():
-            if k in skip or k in tabled.get(name, ()):
+            if k in skip or k in TABLED.get(name, ()):
                 continue
             if isinstance(v, (dict, list)):
                 if v:

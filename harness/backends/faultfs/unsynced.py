@@ -72,7 +72,7 @@ def drop_unsynced(data_dir: str, journal: str) -> dict[str, int]:
     undo = read_undo(journal)
     lost = {"files_cut": 0, "bytes_lost": 0, "files_removed": 0, "bytes_restored": 0}
     now_synced: list[str] = []
-    for root, _subdirs, names in os.walk(data_dir):
+    for root, subdirs, names in os.walk(data_dir):
         st_root = os.stat(root)
         synced_names = dirs.get((st_root.st_dev, st_root.st_ino))
         kept = []
@@ -105,7 +105,7 @@ def drop_unsynced(data_dir: str, journal: str) -> dict[str, int]:
                 lost["files_cut"] += 1
                 lost["bytes_lost"] += size - keep
             now_synced.append(f"{st.st_dev} {st.st_ino} {min(size, keep)}\n")
-        names_now = "/".join(sorted(n for n in kept + _subdirs if "/" not in n))
+        names_now = "/".join(sorted(n for n in kept + subdirs if "/" not in n))
         now_synced.append(f"{st_root.st_dev} {st_root.st_ino} D {names_now}\n")
     if os.path.exists(journal):
         with open(journal, "a") as f:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -126,6 +127,7 @@ class BuildProgress:
         self.console = Console(file=log, highlight=False)
         self.stage = stage
         self.start = time.monotonic()
+        self.step = ""
         self.status: Any = None
 
     def __enter__(self) -> BuildProgress:
@@ -137,9 +139,15 @@ class BuildProgress:
     def _text(self, line: str) -> Any:
         from rich.text import Text
 
-        return Text(f"{self.stage} ({time.monotonic() - self.start:.0f} s): {line[:100]}")
+        step = f" {self.step}" if self.step else ""
+        return Text(f"{self.stage}{step} ({time.monotonic() - self.start:.0f} s): {line[:100]}")
 
     def line(self, line: str) -> None:
+        # docker's "Step 3/7 : RUN ..." is soon followed by that step's own output; kept as
+        # part of the line so where the build is stays visible between refreshes
+        step = re.match(r"Step (\d+/\d+) :", line.strip())
+        if step:
+            self.step = f"step {step.group(1)}"
         if self.status is not None and line.strip():
             self.status.update(self._text(line.strip()))
 

@@ -36,7 +36,12 @@ from typing import Any
 
 from checkers import models as _models
 from checkers.history import HistoryError, Operation, pair
-from checkers.models import ILLEGAL, Compiled, Model
+from checkers.models import ILLEGAL, Compiled, Model, RegisterModel
+
+try:  # the register family in C, built with the package where a compiler is
+    from checkers import _linfast
+except ImportError:  # pragma: no cover - a build without it: the Python search decides alone
+    _linfast = None
 
 __all__ = ["check", "check_operations", "HistoryError"]
 
@@ -660,8 +665,48 @@ def check(
     """
     budget = _Budget(time_limit, memory_limit_mb)
     m = _resolve_model(model, initial)
+    if _linfast is not None and type(m) is RegisterModel and type(ops) is list:
+        fast = _fast(ops, m, budget, explain, all_keys, validated)
+        if fast is not None:
+            return fast
     paired = pair(ops, validated)
     return _check_paired(paired, m, budget, explain, all_keys)
+
+
+# configurations per op the C search may visit before it leaves the history to Python's,
+# which has the memo's subsumption of crashed ops; valid histories need about one
+FAST_CONFIGURATIONS_PER_OP = 16
+
+
+def _fast(ops: list[dict], m: RegisterModel, budget: _Budget, explain: bool, all_keys: bool,
+          validated: bool) -> dict[str, Any] | None:
+    """The C checker's verdict, when it reaches one this call may report: a linearization
+    found, or (without an explanation to build, for the first failing key) a pre-check's
+    refutation. None: the Python checker decides."""
+    got = _linfast.check(ops, validated, m.cas, m.initial, m.knossos, budget.deadline,
+                         FAST_CONFIGURATIONS_PER_OP)
+    if got is None:
+        return None
+    valid, failed_key, n, ok, fail, info, keys, configurations = got
+    if valid is False and (explain or all_keys):
+        return None
+    result: dict[str, Any] = {
+        "valid": valid,
+        "reason": None if valid else f"not linearizable on key(s) {[failed_key]!r}",
+        "model": m.name,
+        "ops": n,
+        "ok": ok,
+        "fail": fail,
+        "info": info,
+        "keys": keys,
+        "configurations": configurations,
+    }
+    if valid is False:
+        result["failed_keys"] = [failed_key]
+        if keys > 1:
+            result["unchecked_keys"] = keys - 1
+    result["seconds"] = round(time.monotonic() - budget.start, 6)
+    return result
 
 
 def check_operations(

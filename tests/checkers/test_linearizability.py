@@ -22,7 +22,20 @@ from .histgen import (
 )
 
 
+@pytest.fixture(autouse=True, params=["c", "python"])
+def checker(request, monkeypatch):
+    """Every test here twice: with the C checker of the register family (which must have been
+    built: a silent fallback would leave it untested) and with the Python search alone."""
+    if request.param == "c":
+        assert linearizability._linfast is not None, "checkers/_linfast.c was not built"
+    else:
+        monkeypatch.setattr(linearizability, "_linfast", None)
+    return request.param
+
+
 def _check(ops, model="cas-register", **kw):
+    # no explanation asked: the C checker then reports its refutations itself
+    kw.setdefault("explain", False)
     return linearizability.check(ops, model, **kw)["valid"]
 
 

@@ -675,16 +675,16 @@ def check(
 
 # configurations per op the C search may visit before it leaves the history to Python's,
 # which has the memo's subsumption of crashed ops; valid histories need about one
-FAST_CONFIGURATIONS_PER_OP = 16
+FAST_CONFIGURATIONS_PER_OP = 64
 
 
 def _fast(ops: list[dict], m: RegisterModel, budget: _Budget, explain: bool, all_keys: bool,
           validated: bool) -> dict[str, Any] | None:
-    """The C checker's verdict, when it reaches one this call may report: a linearization
-    found, or (without an explanation to build, for the first failing key) a pre-check's
-    refutation. None: the Python checker decides."""
+    """The C checker's verdict, when it reaches one this call may report: valid, or invalid
+    on the first failing key when no explanation is to be built (the explanation is the
+    Python checker's). None: the Python checker decides."""
     got = _linfast.check(ops, validated, m.cas, m.initial, m.knossos, budget.deadline,
-                         FAST_CONFIGURATIONS_PER_OP)
+                         FAST_CONFIGURATIONS_PER_OP, budget.memory_limit)
     if got is None:
         return None
     valid, failed_key, n, ok, fail, info, keys, configurations = got

@@ -65,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--against", metavar="CMD",
                         help="also run another checker on the same files: CMD FILE... must print "
                         "one line per file, FILE<TAB>SECONDS<TAB>VERDICT; then print the times "
-                        "side by side with the ratio ours/theirs")
+                        "side by side with the ratio ours/theirs. It reads JSONL: a file in "
+                        "another format reaches it converted by our reader")
 
 
 def _files(targets: list[Path]) -> list[tuple[Path, Path]]:
@@ -281,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
                   "under a folder named good or bad")
     status = 1 if mismatches else 2 if unknowns else 0
     if args.against:
-        against = _run_against(args.against, timed, args.json)
+        against = _run_against(args.against, timed, args.json, args.format)
         if against:
             return against
     return status
@@ -313,25 +314,39 @@ def _write_generated(out: Path, sizes: list[int], seed: int) -> None:
     (out / "EXPECTED.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
-def _run_against(cmd: str, timed: list[tuple[Path, dict[str, Any]]], as_json: bool) -> int:
-    """Run the other checker on the same files; print both times. 3 when it cannot run."""
+def _run_against(cmd: str, timed: list[tuple[Path, dict[str, Any]]], as_json: bool,
+                 fmt: str | None) -> int:
+    """Run the other checker on the same files; print both times. 3 when it cannot run.
+    A file that is not JSONL is given to it as the JSONL our reader makes of it."""
     import shlex
     import subprocess
+    import tempfile
 
     from tabulate import tabulate
 
-    argv = shlex.split(cmd) + [str(p) for p, _ in timed]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=86400)
-    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        print(f"harness bench-check: --against {cmd!r} cannot run: {exc}", file=sys.stderr)
-        return 3
+    with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
+        given: dict[str, Path] = {}  # what the other checker is given -> the file timed
+        for n, (path, _) in enumerate(timed):
+            hist = formats.read(path, fmt)
+            if hist.format == "jsonl":
+                given[str(path)] = path
+                continue
+            copy = Path(tmp) / f"{n:05d}-{path.stem}.jsonl"
+            with copy.open("w", encoding="utf-8") as fh:
+                formats.write_jsonl(hist.ops, fh)
+            given[str(copy)] = path
+        argv = shlex.split(cmd) + list(given)
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=86400)
+        except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            print(f"harness bench-check: --against {cmd!r} cannot run: {exc}", file=sys.stderr)
+            return 3
     theirs: dict[str, tuple[float, str]] = {}
     for line in proc.stdout.splitlines():
         parts = line.split("\t")
-        if len(parts) >= 3:
+        if len(parts) >= 3 and parts[0] in given:
             try:
-                theirs[parts[0]] = (float(parts[-2]), parts[-1].strip())
+                theirs[str(given[parts[0]])] = (float(parts[-2]), parts[-1].strip())
             except ValueError:
                 continue
     missing = [str(p) for p, _ in timed if str(p) not in theirs]

@@ -31,7 +31,7 @@ def _python(ops, model="cas-register", **kw):
 def _decided(fast, ops, cas=True, initial=None, knossos=False):
     """The C checker's own verdict, or None when it leaves the history to Python."""
     got = fast.check(ops, False, cas, initial, knossos, float("inf"),
-                     linearizability.FAST_CONFIGURATIONS_PER_OP)
+                     linearizability.FAST_CONFIGURATIONS_PER_OP, 2**30)
     return None if got is None else got[0]
 
 

@@ -24,9 +24,9 @@
 #include <string.h>
 #include <time.h>
 
-enum { READ = 0, WRITE = 1, CAS = 2, CAS_FAILED = 3, CAS_ANY = 4 };
+enum { READ = 0, WRITE = 1, CAS = 2, CAS_FAILED = 3, CAS_ANY = 4, APPEND = 5 };
 enum { ST_OK = 0, ST_FAIL = 1, ST_INFO = 2 };
-enum { F_READ = 0, F_WRITE = 1, F_CAS = 2, F_OTHER = 3 };
+enum { F_READ = 0, F_WRITE = 1, F_CAS = 2, F_APPEND = 3, F_OTHER = 4 };
 
 #define MAX_DEPTH 64
 
@@ -69,6 +69,7 @@ static int fcode_of(PyObject *f) {
     if (n == 5 && (PyUnicode_CompareWithASCIIString(f, "write") == 0)) return F_WRITE;
     if (n == 3 && (PyUnicode_CompareWithASCIIString(f, "put") == 0)) return F_WRITE;
     if (n == 3 && (PyUnicode_CompareWithASCIIString(f, "cas") == 0)) return F_CAS;
+    if (n == 6 && (PyUnicode_CompareWithASCIIString(f, "append") == 0)) return F_APPEND;
     return F_OTHER;
 }
 
@@ -127,53 +128,129 @@ static int scalar(PyObject *v) {
     return v == Py_None || PyLong_Check(v) || PyUnicode_Check(v) || PyFloat_Check(v);
 }
 
-/* The value's id in `ids` (value -> int), a new one when unseen; -1 on error, -2 when the
- * value is not a scalar. */
-static int32_t intern(PyObject *ids, PyObject *v) {
+/* The interned values: value -> id, and id -> value. */
+typedef struct {
+    PyObject *ids, *list;
+} Values;
+
+/* The value's id, a new one when unseen; -1 on error, -2 when the value is not a scalar. */
+static int32_t intern(Values *vt, PyObject *v) {
     if (!scalar(v)) return -2;
-    PyObject *got = PyDict_GetItemWithError(ids, v);
+    PyObject *got = PyDict_GetItemWithError(vt->ids, v);
     if (got != NULL) return (int32_t)PyLong_AsLong(got);
     if (PyErr_Occurred()) return -1;
-    Py_ssize_t n = PyDict_GET_SIZE(ids);
+    Py_ssize_t n = PyList_GET_SIZE(vt->list);
     if (n >= INT32_MAX / 2) return -2;
     PyObject *id = PyLong_FromSsize_t(n);
     if (id == NULL) return -1;
-    int r = PyDict_SetItem(ids, v, id);
+    int r = PyDict_SetItem(vt->ids, v, id);
     Py_DECREF(id);
-    return r < 0 ? -1 : (int32_t)n;
+    if (r < 0 || PyList_Append(vt->list, v) < 0) return -1;
+    return (int32_t)n;
 }
 
-/* ---- the memo: the configurations explored, exactly ----
- * A configuration is (the ops linearized, as a bitset over the key's ops, and the state). An
- * open-addressing table holds a 64-bit hash of each, for speed, and the bitset itself in an
- * arena, so that two configurations are the same only when their bitsets and states are: a
- * hash collision costs a comparison, never a configuration. */
+/* ---- appends: the state after appending op `bit`'s string to state s, memoized ---- */
+
+typedef struct {
+    uint64_t *keys;  /* (s << 32 | bit) + 1; 0 empty */
+    int32_t *vals;
+    size_t mask, used;
+} AppendMemo;
+
+static int amemo_grow(AppendMemo *m) {
+    size_t cap = m->mask ? (m->mask + 1) * 2 : 256;
+    uint64_t *keys = calloc(cap, sizeof(uint64_t));
+    int32_t *vals = malloc(cap * sizeof(int32_t));
+    if (keys == NULL || vals == NULL) { free(keys); free(vals); return 0; }
+    for (size_t i = 0; m->mask && i <= m->mask; i++) {
+        if (m->keys[i] == 0) continue;
+        size_t j = (size_t)(m->keys[i] * 0x9E3779B97F4A7C15ULL >> 24) & (cap - 1);
+        while (keys[j] != 0) j = (j + 1) & (cap - 1);
+        keys[j] = m->keys[i];
+        vals[j] = m->vals[i];
+    }
+    free(m->keys);
+    free(m->vals);
+    m->keys = keys;
+    m->vals = vals;
+    m->mask = cap - 1;
+    return 1;
+}
+
+/* -1 on error (a Python exception is set) */
+static int32_t append_state(Values *vt, AppendMemo *m, int32_t s, int32_t bit, int32_t arg) {
+    if ((m->used + 1) * 2 > m->mask + 1 && !amemo_grow(m)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    uint64_t k = (((uint64_t)(uint32_t)s << 32) | (uint32_t)bit) + 1;
+    size_t j = (size_t)(k * 0x9E3779B97F4A7C15ULL >> 24) & m->mask;
+    while (m->keys[j] != 0) {
+        if (m->keys[j] == k) return m->vals[j];
+        j = (j + 1) & m->mask;
+    }
+    PyObject *cur = PyList_GET_ITEM(vt->list, s), *x = PyList_GET_ITEM(vt->list, arg);
+    PyObject *nv = cur == Py_None ? (Py_INCREF(x), x) : PyUnicode_Concat(cur, x);
+    if (nv == NULL) return -1;
+    int32_t ns = intern(vt, nv);
+    Py_DECREF(nv);
+    if (ns < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "too many values");
+        return -1;
+    }
+    m->keys[j] = k;
+    m->vals[j] = ns;
+    m->used++;
+    return ns;
+}
+
+/* ---- the memo: the configurations explored, exactly, with Python's subsumption ----
+ * A configuration is (the definite ops linearized, the state, the info ops used), the first
+ * two as a bitset and an int, the third as a bitset whose bit 0 marks a configuration reached
+ * by an info op (no blind write may follow it, so it explores less than the same
+ * configuration reached otherwise). An open-addressing table holds a 64-bit hash of (definite
+ * bitset, state), the bitset itself in an arena, and the antichain of info masks it was
+ * explored with: a visit whose mask contains one of them is subsumed, since unused info ops
+ * only add choices; a new mask replaces those that contain it. A hash collision costs a
+ * comparison, never a configuration. */
 
 typedef struct {
     uint64_t k;
-    int64_t off;   /* its bitset in the arena, in words */
+    int64_t off;   /* its definite bitset in the arena, in words */
     int32_t s;
+    int32_t head;  /* its first info mask (a node), -1 none */
 } Slot;
+
+typedef struct {
+    int32_t next;
+    int64_t off;   /* the mask in the arena */
+} Node;
 
 typedef struct {
     Slot *slots;
     size_t mask, used;
     uint64_t *arena;
-    size_t arena_used, arena_cap, words, limit_words;
+    size_t arena_used, arena_cap, wd, wi, limit_words;
+    Node *nodes;
+    size_t n_nodes, cap_nodes;
 } Memo;
 
-static int memo_init(Memo *m, size_t want, size_t words, size_t limit_bytes) {
+static int memo_init(Memo *m, size_t want, size_t wd, size_t wi, size_t limit_bytes) {
     size_t cap = 1024;
     while (cap < want * 2) cap <<= 1;
     m->slots = calloc(cap, sizeof(Slot));
     m->mask = cap - 1;
     m->used = 0;
-    m->words = words;
-    m->arena_cap = words * (want + 16);
+    m->wd = wd;
+    m->wi = wi;
+    m->arena_cap = (wd + wi) * (want + 16);
     m->arena = malloc(m->arena_cap * sizeof(uint64_t));
     m->arena_used = 0;
     m->limit_words = limit_bytes / sizeof(uint64_t);
-    return m->slots != NULL && m->arena != NULL;
+    m->cap_nodes = want + 16;
+    m->nodes = malloc(m->cap_nodes * sizeof(Node));
+    m->n_nodes = 0;
+    return m->slots != NULL && m->arena != NULL && m->nodes != NULL;
 }
 
 static inline size_t slot_of(uint64_t k, size_t mask) {
@@ -197,21 +274,12 @@ static int memo_grow(Memo *m) {
     return 1;
 }
 
-/* 1 when (bits, s) was not there (and is now), 0 when it was, -1 out of memory, -2 past the
- * memory budget. */
-static int memo_add(Memo *m, uint64_t k, int32_t s, const uint64_t *bits) {
-    if (k == 0) k = 1;
-    size_t j = slot_of(k, m->mask);
-    size_t nbytes = m->words * sizeof(uint64_t);
-    while (m->slots[j].k != 0) {
-        Slot *x = &m->slots[j];
-        if (x->k == k && x->s == s && memcmp(m->arena + x->off, bits, nbytes) == 0) return 0;
-        j = (j + 1) & m->mask;
-    }
-    if (m->arena_used + m->words > m->arena_cap) {
-        size_t cap = m->arena_cap * 2;
+/* words more in the arena: its offset, -1 out of memory, -2 past the memory budget */
+static int64_t arena_take(Memo *m, size_t words) {
+    if (m->arena_used + words > m->arena_cap) {
+        size_t cap = m->arena_cap * 2 + words;
         if (cap > m->limit_words) {
-            if (m->arena_used + m->words > m->limit_words) return -2;
+            if (m->arena_used + words > m->limit_words) return -2;
             cap = m->limit_words;
         }
         uint64_t *arena = realloc(m->arena, cap * sizeof(uint64_t));
@@ -219,12 +287,73 @@ static int memo_add(Memo *m, uint64_t k, int32_t s, const uint64_t *bits) {
         m->arena = arena;
         m->arena_cap = cap;
     }
-    memcpy(m->arena + m->arena_used, bits, nbytes);
+    int64_t off = (int64_t)m->arena_used;
+    m->arena_used += words;
+    return off;
+}
+
+/* a node holding a copy of mask I: its index, -1 out of memory, -2 past the budget */
+static int32_t node_new(Memo *m, const uint64_t *I, int32_t next) {
+    if (m->n_nodes == m->cap_nodes) {
+        size_t cap = m->cap_nodes * 2;
+        Node *nodes = realloc(m->nodes, cap * sizeof(Node));
+        if (nodes == NULL) return -1;
+        m->nodes = nodes;
+        m->cap_nodes = cap;
+    }
+    int64_t off = arena_take(m, m->wi);
+    if (off < 0) return (int32_t)off;
+    memcpy(m->arena + off, I, m->wi * sizeof(uint64_t));
+    Node *x = &m->nodes[m->n_nodes];
+    x->off = off;
+    x->next = next;
+    return (int32_t)m->n_nodes++;
+}
+
+static inline int subset(const uint64_t *a, const uint64_t *b, size_t words) {
+    for (size_t w = 0; w < words; w++)
+        if (a[w] & ~b[w]) return 0;
+    return 1;
+}
+
+/* Visit (D, s, I), where bits is D's wd words then I's wi words: 1 to explore it (and it is
+ * recorded), 0 when subsumed by a configuration explored, -1 out of memory, -2 past the
+ * memory budget. */
+static int memo_visit(Memo *m, uint64_t k, int32_t s, const uint64_t *bits) {
+    if (k == 0) k = 1;
+    const uint64_t *I = bits + m->wd;
+    size_t j = slot_of(k, m->mask);
+    size_t dbytes = m->wd * sizeof(uint64_t);
+    while (m->slots[j].k != 0) {
+        Slot *x = &m->slots[j];
+        if (x->k == k && x->s == s && memcmp(m->arena + x->off, bits, dbytes) == 0) {
+            for (int32_t q = x->head; q >= 0; q = m->nodes[q].next)
+                if (subset(m->arena + m->nodes[q].off, I, m->wi)) return 0;
+            /* drop the masks that contain I: this visit subsumes them */
+            int32_t *link = &x->head;
+            while (*link >= 0) {
+                Node *nd = &m->nodes[*link];
+                if (subset(I, m->arena + nd->off, m->wi)) *link = nd->next;
+                else link = &nd->next;
+            }
+            int32_t head = x->head;
+            int32_t q = node_new(m, I, head);
+            if (q < 0) return q;
+            m->slots[j].head = q;
+            return 1;
+        }
+        j = (j + 1) & m->mask;
+    }
+    int64_t off = arena_take(m, m->wd);
+    if (off < 0) return (int)off;
+    memcpy(m->arena + off, bits, dbytes);
+    int32_t q = node_new(m, I, -1);
+    if (q < 0) return q;
     Slot *x = &m->slots[j];
     x->k = k;
     x->s = s;
-    x->off = (int64_t)m->arena_used;
-    m->arena_used += m->words;
+    x->off = off;
+    x->head = q;
     m->used++;
     if (m->used * 2 > m->mask + 1 && !memo_grow(m)) return -1;
     return 1;
@@ -307,14 +436,52 @@ static int impossible_read(Op *ops, int32_t *ks, int32_t n, int32_t init, int32_
     return 0;
 }
 
-/* 1 linearizable, 0 not linearizable, 2 undecided (past its budget of configurations, time
- * or memory: Python decides), -1 out of memory.
+/* cur: wd words of definite ops (op l is bit l), then wi words of info ops (op j is bit
+ * j + 1; bit 0 is the reached-by-an-info-op mark, set only while a visit is recorded) */
+#define D_SET(l) (cur[(l) >> 6] |= 1ULL << ((l) & 63))
+#define D_CLR(l) (cur[(l) >> 6] &= ~(1ULL << ((l) & 63)))
+#define I_SET(j) (cur[wd + (((j) + 1) >> 6)] |= 1ULL << (((j) + 1) & 63))
+#define I_CLR(j) (cur[wd + (((j) + 1) >> 6)] &= ~(1ULL << (((j) + 1) & 63)))
+#define USED(b) ((b) < n_def ? (cur[(b) >> 6] >> ((b) & 63) & 1) \
+                             : (cur[wd + (((b) - n_def + 1) >> 6)] >> (((b) - n_def + 1) & 63) & 1))
+#define SKIP_USED_SETTERS() \
+    while (fu < n_set && USED(sbit[fu])) fu++
+
+/* Is some pending read's value out of reach of state s for good? (see grow_only) */
+static int grown_past(Op *ops, int32_t *dops, Values *vt, int32_t *nx, int32_t *match,
+                      int32_t *eop, int32_t *rprefix, int32_t fu, int32_t s) {
+    PyObject *sv = PyList_GET_ITEM(vt->list, s);
+    if (sv == Py_None) return 0;
+    for (int32_t f = nx[0]; match[f] > 0; f = nx[f]) {
+        int32_t l = eop[f];
+        Op *o = &ops[dops[l]];
+        if (o->kind != READ || rprefix[l] > fu) continue;
+        PyObject *rv = PyList_GET_ITEM(vt->list, o->a);
+        if (rv == Py_None || PyUnicode_Tailmatch(rv, sv, 0, PY_SSIZE_T_MAX, -1) != 1) {
+            PyErr_Clear();
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* 1 linearizable, 0 not linearizable, 3 past its budget of configurations, 2 undecided for
+ * another reason (time, memory, a value it cannot build: Python decides), -1 out of memory.
  * `ks`: the key's kept ops in invocation order; `ents`: its definite ops' call and return
  * events in history order, each 2 * op + (1 for a return). */
 static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent, int32_t init,
-                  double deadline, int64_t budget, size_t memory, int64_t *configs) {
+                  Values *vt, int grow_only, double deadline, int64_t budget, size_t memory,
+                  int64_t *configs) {
     int32_t n_def = n_ent / 2, n_info = n - n_def;
     if (n_def == 0) return 1;
+    AppendMemo am = {0};
+    /* With appends, values only grow until a write or cas resets them: a pending read whose
+     * value does not extend the current one, and that no setter still unused could reset
+     * before it returns, makes the configuration dead. Setters are ranked by invocation:
+     * those invoked before read r returns are ranks below rprefix[r]; fu is the lowest
+     * rank not linearized. */
+    int32_t *srank = NULL, *sbit = NULL, *rprefix = NULL;
+    int32_t n_set = 0, fu = 0;
     int32_t tail = n_ent + 1;
     size_t ne = (size_t)n_ent + 2;
     int32_t *nx = malloc(ne * sizeof(int32_t)), *pv = malloc(ne * sizeof(int32_t));
@@ -333,14 +500,18 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
     int32_t *dops = malloc(((size_t)n_def + 1) * sizeof(int32_t));
     int32_t *ce = malloc(((size_t)n_def + 1) * sizeof(int32_t));
     Memo memo = {0};
-    size_t words = ((size_t)n + 63) / 64;
-    uint64_t *cur = calloc(words, sizeof(uint64_t));  /* the ops linearized: definite op l
-                                                           is bit l, info op j bit n_def + j */
+    size_t wd = ((size_t)n_def + 63) / 64, wi = ((size_t)n_info + 1 + 63) / 64;
+    uint64_t *cur = calloc(wd + wi, sizeof(uint64_t));  /* see D_SET */
     int result = -1;
     int64_t count = 0;
+    if (grow_only) {
+        srank = malloc(((size_t)n + 1) * sizeof(int32_t));
+        sbit = malloc(((size_t)n + 1) * sizeof(int32_t));
+        rprefix = malloc(((size_t)n_def + 1) * sizeof(int32_t));
+    }
     if (!nx || !pv || !eop || !match || !epos || !z || !info || !iused || !stack || !dops ||
-        !ce || !same || !ckeys || !clast || !cur ||
-        !memo_init(&memo, (size_t)n + 16, words, memory))
+        !ce || !same || !ckeys || !clast || !cur || (grow_only && (!srank || !sbit || !rprefix)) ||
+        !memo_init(&memo, (size_t)n + 16, wd, wi, memory))
         goto done;
     uint64_t seed = 0x5EED1234ULL + (uint64_t)n;
     int32_t d = 0, q = 0;
@@ -354,6 +525,31 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
         }
     }
     if (d != n_def) goto done;
+    if (grow_only) {
+        int32_t dd = 0, qq = 0;
+        for (int32_t x = 0; x < n; x++) {
+            Op *o = &ops[ks[x]];
+            int32_t bit = o->definite ? dd++ : n_def + qq++;
+            srank[bit] = -1;
+            if (o->kind == WRITE || o->kind == CAS || o->kind == CAS_ANY) {
+                srank[bit] = n_set;
+                sbit[n_set++] = bit;
+            }
+        }
+        /* setters invoked before each definite read returns (calls ascend with rank) */
+        for (int32_t l = 0; l < n_def; l++) {
+            Op *o = &ops[dops[l]];
+            if (o->kind != READ) { rprefix[l] = 0; continue; }
+            int32_t lo = 0, hi = n_set;
+            while (lo < hi) {
+                int32_t mid = (lo + hi) / 2;
+                int32_t b = sbit[mid];
+                Op *w = &ops[b < n_def ? dops[b] : info[b - n_def]];
+                if (w->call < o->ret) lo = mid + 1; else hi = mid;
+            }
+            rprefix[l] = lo;
+        }
+    }
     {
         size_t cmask = 1;
         while (cmask < 2 * (size_t)n_info + 2) cmask <<= 1;
@@ -403,7 +599,7 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
     int pass = 0;     /* frontier scan: 0 info ops that give what the blocked op needs, 1 the rest */
     int32_t need = -1;
     int64_t frontier = 0;
-    if (memo_add(&memo, conf_key(0, s), s, cur) < 0) goto done;
+    if (memo_visit(&memo, conf_key(0, s), s, cur) < 0) goto done;
     for (;;) {
         int pushed = 0;
         if (ic < 0) {
@@ -419,16 +615,20 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
                     ns = o->a;
                     break;
                 case CAS: if (s != o->a) { e = nx[e]; continue; } ns = o->b; break;
+                case APPEND:
+                    ns = append_state(vt, &am, s, eop[e], o->a);
+                    if (ns < 0) { PyErr_Clear(); result = 2; goto done; }
+                    break;
                 default: /* CAS_FAILED */ if (s == o->a) { e = nx[e]; continue; } ns = s; break;
                 }
                 int forced = o->kind == READ || o->kind == CAS_FAILED;
                 uint64_t nh = h ^ z[eop[e]];
                 int32_t bit = eop[e];
-                cur[bit >> 6] |= 1ULL << (bit & 63);
-                int fresh = memo_add(&memo, conf_key(nh, ns), ns, cur);
+                D_SET(bit);
+                int fresh = memo_visit(&memo, conf_key(nh, ns), ns, cur);
                 if (fresh == -2) { result = 2; goto done; }
                 if (fresh < 0) goto done;
-                if (!fresh) cur[bit >> 6] &= ~(1ULL << (bit & 63));
+                if (!fresh) D_CLR(bit);
                 if (fresh) {
                     stack[sp].e = e;
                     stack[sp].s = s;
@@ -436,6 +636,7 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
                     sp++;
                     s = ns;
                     h = nh;
+                    if (grow_only && srank[bit] == fu) SKIP_USED_SETTERS();
                     if (--remaining == 0) { result = 1; goto done; }
                     int32_t r = match[e], p, nq;
                     p = pv[e]; nq = nx[e]; nx[p] = nq; pv[nq] = p;
@@ -463,15 +664,25 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
                 Op *o = &ops[info[ic]];
                 if (!iused[ic] && (same[ic] < 0 || iused[same[ic]]) &&
                     !(o->kind == WRITE && sp > 0 && stack[sp - 1].e < 0)) {
-                    int32_t ns = o->kind == WRITE ? o->a : (s == o->a ? o->b : s);
+                    int32_t ns;
+                    if (o->kind == WRITE) {
+                        ns = o->a;
+                    } else if (o->kind == APPEND) {
+                        ns = append_state(vt, &am, s, n_def + ic, o->a);
+                        if (ns < 0) { PyErr_Clear(); result = 2; goto done; }
+                    } else {
+                        ns = s == o->a ? o->b : s;
+                    }
                     if (ns != s && ((pass == 0) == (ns == need))) {
-                        uint64_t nh = h ^ z[n_def + ic];
+                        uint64_t nh = h;  /* the hash covers the definite ops only */
                         int32_t bit = n_def + ic;
-                        cur[bit >> 6] |= 1ULL << (bit & 63);
-                        int fresh = memo_add(&memo, conf_key(nh, ns), ns, cur);
+                        I_SET(ic);
+                        cur[wd] |= 1;
+                        int fresh = memo_visit(&memo, conf_key(nh, ns), ns, cur);
+                        cur[wd] &= ~1ULL;
                         if (fresh == -2) { result = 2; goto done; }
                         if (fresh < 0) goto done;
-                        if (!fresh) cur[bit >> 6] &= ~(1ULL << (bit & 63));
+                        if (!fresh) I_CLR(ic);
                         if (fresh) {
                             stack[sp].e = -1 - ic;
                             stack[sp].s = s;
@@ -481,6 +692,7 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
                             iused[ic] = 1;
                             s = ns;
                             h = nh;
+                            if (grow_only && srank[bit] == fu) SKIP_USED_SETTERS();
                             pushed = 1;
                             break;
                         }
@@ -489,6 +701,9 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
                 ic++;
             }
         }
+        if (pushed && grow_only && s != stack[sp - 1].s && grown_past(ops, dops, vt, nx, match,
+                                                                         eop, rprefix, fu, s))
+            pushed = 0;  /* dead: to the backtrack below, which undoes this step */
         if (pushed) {
             e = nx[0];
             ic = -1;
@@ -501,7 +716,7 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
                 }
             }
             if ((++count & 0xFFF) == 0 && now() > deadline) { result = 2; goto done; }
-            if (count > budget) { result = 2; goto done; }
+            if (count > budget) { result = 3; goto done; }
             continue;
         }
         /* backtrack */
@@ -512,8 +727,9 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
             if (fr->e < 0) {
                 int32_t j = -1 - fr->e;
                 iused[j] = 0;
-                h ^= z[n_def + j];
-                cur[(n_def + j) >> 6] &= ~(1ULL << ((n_def + j) & 63));
+                I_CLR(j);
+                if (grow_only && srank[n_def + j] >= 0 && srank[n_def + j] < fu)
+                    fu = srank[n_def + j];
                 ic = j + 1;
                 pass = fr->pass;
                 int32_t f = nx[0];
@@ -525,7 +741,8 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
             }
             int32_t fe = fr->e, r = match[fe];
             h ^= z[eop[fe]];
-            cur[eop[fe] >> 6] &= ~(1ULL << (eop[fe] & 63));
+            D_CLR(eop[fe]);
+            if (grow_only && srank[eop[fe]] >= 0 && srank[eop[fe]] < fu) fu = srank[eop[fe]];
             remaining++;
             pv[nx[r]] = r;
             nx[pv[r]] = r;
@@ -546,24 +763,25 @@ done:
     *configs += count;
     free(nx); free(pv); free(eop); free(match); free(epos); free(z); free(info);
     free(iused); free(stack); free(dops); free(ce); free(same); free(ckeys); free(clast);
-    free(memo.slots); free(memo.arena); free(cur);
+    free(memo.slots); free(memo.arena); free(memo.nodes); free(cur);
+    free(am.keys); free(am.vals); free(srank); free(sbit); free(rprefix);
     return result;
 }
 
 static PyObject *Fallback(void) { Py_RETURN_NONE; }
 
-/* check(events, validated, cas, initial, knossos, deadline, budget_per_op, memory bytes)
+/* check(events, validated, cas, append, initial, knossos, deadline, budget_per_op, memory)
  * -> None (the Python checker decides) or
  *    (valid, failed key, ops, ok, fail, info, keys, configurations) */
 static PyObject *check(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *events, *initial;
-    int validated, cas, knossos;
+    int validated, cas, append, knossos;
     double deadline;
     long budget_per_op;
     Py_ssize_t memory;
-    if (!PyArg_ParseTuple(args, "O!ppOpdln", &PyList_Type, &events, &validated, &cas, &initial,
-                          &knossos, &deadline, &budget_per_op, &memory))
+    if (!PyArg_ParseTuple(args, "O!pppOpdln", &PyList_Type, &events, &validated, &cas, &append,
+                          &initial, &knossos, &deadline, &budget_per_op, &memory))
         return NULL;
     Py_ssize_t n_ev = PyList_GET_SIZE(events);
     int32_t *slots = NULL;   /* pending op of process p, for small int p; -1 none */
@@ -572,11 +790,14 @@ static PyObject *check(PyObject *self, PyObject *args) {
     int32_t last_group = -1;
     Op *ops = malloc(((size_t)n_ev + 1) * sizeof(Op));
     PyObject *pending = PyDict_New(), *groups = PyDict_New(), *ids = PyDict_New();
+    PyObject *vals = PyList_New(0);
+    int8_t *gappend = NULL;
+    int64_t *gbudget = NULL;
     PyObject *ret = NULL;
     int32_t *gcount = NULL, *gstart = NULL, *ks = NULL, *fill = NULL;
     int64_t *first = NULL, *last = NULL, *suffix = NULL;
     int32_t *order = NULL, *evs = NULL, *ents = NULL, *estart = NULL;
-    if (ops == NULL || pending == NULL || groups == NULL || ids == NULL) {
+    if (ops == NULL || pending == NULL || groups == NULL || ids == NULL || vals == NULL) {
         PyErr_NoMemory();
         goto out;
     }
@@ -712,10 +933,12 @@ static PyObject *check(PyObject *self, PyObject *args) {
     if (n_ops == 0) BAIL;
     /* compile, as RegisterModel.compile */
     int32_t n_groups = (int32_t)PyDict_GET_SIZE(groups);
-    int32_t init = intern(ids, initial);
+    Values vt = {ids, vals};
+    int32_t init = intern(&vt, initial);
     if (init < 0) BAIL;
     gcount = calloc((size_t)n_groups + 1, sizeof(int32_t));
-    if (gcount == NULL) { PyErr_NoMemory(); goto out; }
+    gappend = calloc((size_t)n_groups + 1, 1);
+    if (gcount == NULL || gappend == NULL) { PyErr_NoMemory(); goto out; }
     for (int32_t x = 0; x < n_ops; x++) {
         Op *o = &ops[x];
         int st = o->status;
@@ -727,21 +950,26 @@ static PyObject *check(PyObject *self, PyObject *args) {
         if (o->fcode == F_READ) {
             if (st != ST_OK || (knossos && o->output == Py_None)) continue;
             kind = READ;
-            a = intern(ids, o->output);
+            a = intern(&vt, o->output);
         } else if (o->fcode == F_WRITE) {
             kind = WRITE;
-            a = intern(ids, arg);
+            a = intern(&vt, arg);
+        } else if (o->fcode == F_APPEND) {
+            if (!append || !PyUnicode_Check(o->value)) BAIL;
+            kind = APPEND;
+            a = intern(&vt, o->value);
+            gappend[o->group] = 1;
         } else {
             if (!cas) BAIL;
             if (!(PyList_Check(arg) || PyTuple_Check(arg)) || PySequence_Fast_GET_SIZE(arg) != 2)
                 BAIL;
             PyObject **items = PySequence_Fast_ITEMS(arg);
-            a = intern(ids, items[0]);
+            a = intern(&vt, items[0]);
             if (o->compare_failed && !knossos) {
                 kind = CAS_FAILED;
             } else {
                 kind = st == ST_OK ? CAS : CAS_ANY;
-                b = intern(ids, items[1]);
+                b = intern(&vt, items[1]);
             }
         }
         if (a < 0 || b < 0) BAIL;
@@ -751,6 +979,20 @@ static PyObject *check(PyObject *self, PyObject *args) {
         o->b = b;
         o->definite = st != ST_INFO;
         gcount[o->group]++;
+    }
+    /* a register with appends holds strings (or nothing): else Python names the value */
+    for (int32_t x = 0; x < n_ops; x++) {
+        Op *o = &ops[x];
+        if (!o->kept || !gappend[o->group]) continue;
+        PyObject *va = PyList_GET_ITEM(vals, o->a), *vb = PyList_GET_ITEM(vals, o->b);
+        int uses_b = o->kind == CAS || o->kind == CAS_ANY;
+        if ((va != Py_None && !PyUnicode_Check(va)) ||
+            (uses_b && vb != Py_None && !PyUnicode_Check(vb)))
+            BAIL;
+    }
+    for (int32_t g = 0; g < n_groups; g++) {
+        PyObject *vi = PyList_GET_ITEM(vals, init);
+        if (gappend[g] && vi != Py_None && !PyUnicode_Check(vi)) BAIL;
     }
     /* the kept ops of each key, in invocation order */
     gstart = malloc(((size_t)n_groups + 1) * sizeof(int32_t));
@@ -806,24 +1048,46 @@ static PyObject *check(PyObject *self, PyObject *args) {
     int valid = 1;
     for (int32_t g = 0; g < n_groups && valid; g++) {
         int32_t n = gstart[g + 1] - gstart[g];
-        if (n == 0) continue;
+        if (n == 0 || gappend[g]) continue;  /* appends build values from others */
         if (impossible_read(ops, ks + gstart[g], n, init, n_values, first, last, order, suffix)) {
             valid = 0;
             failed_key = ops[ks[gstart[g]]].key;
         }
     }
+    /* The keys in rounds, as the Python checker searches them in turns: each undecided key
+     * gets a budget of configurations, enough for a valid history (about one per op) in the
+     * first round and doubled in each next, so that a violation on a cheap key is found
+     * without first exhausting an expensive one; a search starts over in each round, which
+     * at most about doubles the work. */
     int64_t configs = 0;
-    for (int32_t g = 0; g < n_groups && valid; g++) {
+    gbudget = malloc(((size_t)n_groups + 1) * sizeof(int64_t));
+    if (gbudget == NULL) { PyErr_NoMemory(); goto out; }
+    for (int32_t g = 0; g < n_groups; g++) {
         int32_t n = gstart[g + 1] - gstart[g];
-        if (n == 0) continue;
-        int32_t n_ent = fill[g] - estart[g];
-        int r = search(ops, ks + gstart[g], n, ents + estart[g], n_ent, init, deadline,
-                       (int64_t)budget_per_op * n + 65536, (size_t)memory, &configs);
-        if (r < 0) { PyErr_NoMemory(); goto out; }
-        if (r == 2) BAIL;
-        if (r == 0) {
-            valid = 0;
-            failed_key = ops[ks[gstart[g]]].key;
+        gbudget[g] = n == 0 ? 0 : 2 * (int64_t)n + 1024;  /* 0: decided */
+    }
+    for (int undecided = 1; undecided && valid;) {
+        undecided = 0;
+        for (int32_t g = 0; g < n_groups && valid; g++) {
+            if (gbudget[g] == 0) continue;
+            int32_t n = gstart[g + 1] - gstart[g];
+            int64_t cap = (int64_t)budget_per_op * n + 65536;
+            int32_t n_ent = fill[g] - estart[g];
+            int r = search(ops, ks + gstart[g], n, ents + estart[g], n_ent, init, &vt,
+                           gappend[g], deadline, gbudget[g] < cap ? gbudget[g] : cap,
+                           (size_t)memory, &configs);
+            if (r < 0) { PyErr_NoMemory(); goto out; }
+            if (r == 2 || (r == 3 && gbudget[g] >= cap)) BAIL;
+            if (r == 3) {
+                gbudget[g] *= 2;
+                undecided = 1;
+                continue;
+            }
+            gbudget[g] = 0;
+            if (r == 0) {
+                valid = 0;
+                failed_key = ops[ks[gstart[g]]].key;
+            }
         }
     }
     ret = Py_BuildValue("(OOilllnL)", valid ? Py_True : Py_False, failed_key, (int)n_ops, n_ok,
@@ -832,13 +1096,15 @@ out:
 #undef BAIL
     free(ops); free(gcount); free(gstart); free(fill); free(ks); free(first); free(last);
     free(suffix); free(order); free(evs); free(ents); free(estart); free(slots);
-    Py_XDECREF(pending); Py_XDECREF(groups); Py_XDECREF(ids);
+    Py_XDECREF(pending); Py_XDECREF(groups); Py_XDECREF(ids); Py_XDECREF(vals); free(gappend);
+    free(gbudget);
     return ret;
 }
 
 static PyMethodDef methods[] = {
     {"check", check, METH_VARARGS,
-     "check(events, validated, cas, initial, knossos, deadline, budget_per_op, memory): the "
+     "check(events, validated, cas, append, initial, knossos, deadline, budget_per_op, memory): "
+     "the "
      "register family's verdict, or None when the Python checker must decide"},
     {NULL, NULL, 0, NULL},
 };

@@ -683,7 +683,8 @@ def _fast(ops: list[dict], m: RegisterModel, budget: _Budget, explain: bool, all
     """The C checker's verdict, when it reaches one this call may report: valid, or invalid
     on the first failing key when no explanation is to be built (the explanation is the
     Python checker's). None: the Python checker decides."""
-    got = _linfast.check(ops, validated, m.cas, m.initial, m.knossos, budget.deadline,
+    got = _linfast.check(ops, validated, m.cas, m.allow_append, m.initial, m.knossos,
+                         budget.deadline,
                          FAST_CONFIGURATIONS_PER_OP, budget.memory_limit)
     if got is None:
         return None

@@ -10,7 +10,7 @@ import pytest
 from checkers import generate, linearizability
 from checkers.history import HistoryError
 
-from .histgen import random_history, simulated_history
+from .histgen import random_append_history, random_history, simulated_history
 
 
 @pytest.fixture
@@ -28,9 +28,9 @@ def _python(ops, model="cas-register", **kw):
         linearizability._linfast = saved
 
 
-def _decided(fast, ops, cas=True, initial=None, knossos=False):
+def _decided(fast, ops, cas=True, initial=None, knossos=False, append=False):
     """The C checker's own verdict, or None when it leaves the history to Python."""
-    got = fast.check(ops, False, cas, initial, knossos, float("inf"),
+    got = fast.check(ops, False, cas, append, initial, knossos, float("inf"),
                      linearizability.FAST_CONFIGURATIONS_PER_OP, 2**30)
     return None if got is None else got[0]
 
@@ -79,6 +79,22 @@ def test_same_verdicts_as_the_python_checker_on_random_histories(fast):
         full = linearizability.check(ops, m, explain=False)
         assert full["valid"] is expected
     assert decided[True] >= 500 and decided[False] >= 100, decided
+
+
+def test_same_verdicts_as_the_python_checker_with_appends(fast):
+    """Porcupine's kv model: gets, puts and appends on strings from "" (the search prunes a
+    configuration whose value a pending get can no longer see)."""
+    rng = random.Random(5)
+    decided = {True: 0, False: 0}
+    m = linearizability._models.get("kv", "")
+    for _ in range(1500):
+        ops = random_append_history(rng, rng.randint(2, 14), rng.randint(2, 5))
+        expected = _python(ops, m, explain=False)["valid"]
+        got = _decided(fast, ops, True, "", False, append=True)
+        assert got is not None, ops
+        assert got is expected, ops
+        decided[got] += 1
+    assert decided[True] >= 150 and decided[False] >= 150, decided
 
 
 def test_a_valid_result_has_the_python_checkers_fields(fast):

@@ -62,24 +62,41 @@ static int str_is(PyObject *s, PyObject *lit) {
     return PyUnicode_Compare(s, lit) == 0;
 }
 
+static inline int ascii_is(PyObject *k, const char *lit, Py_ssize_t n) {
+    return PyUnicode_IS_COMPACT_ASCII(k) && PyUnicode_GET_LENGTH(k) == n &&
+           __builtin_memcmp(PyUnicode_DATA(k), lit, (size_t)n) == 0;
+}
+
 static int fcode_of(PyObject *f) {
-    Py_ssize_t n = PyUnicode_GET_LENGTH(f);
-    if (n == 4 && (PyUnicode_CompareWithASCIIString(f, "read") == 0)) return F_READ;
-    if (n == 3 && (PyUnicode_CompareWithASCIIString(f, "get") == 0)) return F_READ;
-    if (n == 5 && (PyUnicode_CompareWithASCIIString(f, "write") == 0)) return F_WRITE;
-    if (n == 3 && (PyUnicode_CompareWithASCIIString(f, "put") == 0)) return F_WRITE;
-    if (n == 3 && (PyUnicode_CompareWithASCIIString(f, "cas") == 0)) return F_CAS;
-    if (n == 6 && (PyUnicode_CompareWithASCIIString(f, "append") == 0)) return F_APPEND;
+    switch (PyUnicode_GET_LENGTH(f)) {
+    case 3:
+        if (ascii_is(f, "get", 3)) return F_READ;
+        if (ascii_is(f, "put", 3)) return F_WRITE;
+        if (ascii_is(f, "cas", 3)) return F_CAS;
+        break;
+    case 4: if (ascii_is(f, "read", 4)) return F_READ; break;
+    case 5: if (ascii_is(f, "write", 5)) return F_WRITE; break;
+    case 6: if (ascii_is(f, "append", 6)) return F_APPEND; break;
+    }
     return F_OTHER;
+}
+
+/* an event's type: -1 invoke, ST_* for completions, -2 unknown */
+static int type_of(PyObject *t) {
+    switch (PyUnicode_GET_LENGTH(t)) {
+    case 2: if (ascii_is(t, "ok", 2)) return ST_OK; break;
+    case 4:
+        if (ascii_is(t, "fail", 4)) return ST_FAIL;
+        if (ascii_is(t, "info", 4)) return ST_INFO;
+        break;
+    case 6: if (ascii_is(t, "invoke", 6)) return -1; break;
+    }
+    return -2;
 }
 
 enum { FLD_OTHER = 0, FLD_TYPE, FLD_PROCESS, FLD_F, FLD_KEY, FLD_VALUE, FLD_COMPARE_FAILED,
        FLD_UNSURE };
 #define MAX_ARRAY_PROCESS (1L << 22)
-
-static int ascii_is(PyObject *k, const char *lit, Py_ssize_t n) {
-    return PyUnicode_IS_COMPACT_ASCII(k) && memcmp(PyUnicode_DATA(k), lit, (size_t)n) == 0;
-}
 
 /* Which of the fields the checker reads an event's key names (FLD_OTHER for the rest). */
 static int field_of(PyObject *k) {
@@ -828,12 +845,15 @@ static PyObject *check(PyObject *self, PyObject *args) {
         }
         if (t == NULL || proc == NULL || f == NULL || !PyUnicode_Check(f) || !PyUnicode_Check(t))
             BAIL;
-        int tc;
-        if (str_is(t, S_invoke)) tc = -1;
-        else if (str_is(t, S_ok)) tc = ST_OK;
-        else if (str_is(t, S_fail)) tc = ST_FAIL;
-        else if (str_is(t, S_info)) tc = ST_INFO;
-        else BAIL;
+        /* a str subclass or a non-ASCII text: str_is decides, as Python's == would */
+        int tc = type_of(t);
+        if (tc == -2) {
+            if (str_is(t, S_invoke)) tc = -1;
+            else if (str_is(t, S_ok)) tc = ST_OK;
+            else if (str_is(t, S_fail)) tc = ST_FAIL;
+            else if (str_is(t, S_info)) tc = ST_INFO;
+            else BAIL;
+        }
         /* processes that are small ints index an array; others go through a dict */
         long pnum = -1;
         if (PyLong_CheckExact(proc)) {

@@ -162,6 +162,24 @@ def test_bench_check_generates_the_classes_and_times_another_checker_beside(tmp_
     assert "no FILE<TAB>SECONDS<TAB>VERDICT line for" in err[1]
 
 
+def test_bench_check_gives_the_other_checker_jsonl_of_a_file_in_another_format(corpus, tmp_path,
+                                                                                capsys):
+    # the other checker checks that what it got is JSONL with the file's ops, and says so
+    other = tmp_path / "other.py"
+    other.write_text(
+        "import json, sys\n"
+        "for f in sys.argv[1:]:\n"
+        "    ops = [json.loads(line) for line in open(f)]\n"
+        "    ok = f.endswith('.jsonl') and ops and all('type' in op for op in ops)\n"
+        "    print(f'{f}\\t0.5\\t' + ('valid' if ok else 'INVALID'))\n")
+    assert main(["bench-check", "--quiet", str(corpus / "kv"),
+                 "--against", f"{sys.executable} {other}"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| kv/")]
+    theirs = [[c.strip() for c in r.split("|")][5] for r in rows]
+    assert len(rows) == 6 and theirs == ["valid"] * 6, out
+
+
 def test_bench_check_reads_good_and_bad_folders_as_expectations(tmp_path, capsys):
     for label, stale in (("good", False), ("bad", True)):
         (tmp_path / label).mkdir()

@@ -33,6 +33,7 @@ enum { F_READ = 0, F_WRITE = 1, F_CAS = 2, F_APPEND = 3, F_OTHER = 4 };
 typedef struct {
     int32_t group;
     int32_t fcode;     /* F_* */
+    int8_t fname;      /* which name (fname_of) */
     PyObject *f;       /* borrowed: the invocation's f */
     PyObject *key;     /* borrowed */
     PyObject *value;   /* borrowed: the invocation's value */
@@ -67,19 +68,22 @@ static inline int ascii_is(PyObject *k, const char *lit, Py_ssize_t n) {
            __builtin_memcmp(PyUnicode_DATA(k), lit, (size_t)n) == 0;
 }
 
-static int fcode_of(PyObject *f) {
+/* which function an op names: 0 read, 1 get, 2 write, 3 put, 4 cas, 5 append, -1 another */
+static int fname_of(PyObject *f) {
     switch (PyUnicode_GET_LENGTH(f)) {
     case 3:
-        if (ascii_is(f, "get", 3)) return F_READ;
-        if (ascii_is(f, "put", 3)) return F_WRITE;
-        if (ascii_is(f, "cas", 3)) return F_CAS;
+        if (ascii_is(f, "get", 3)) return 1;
+        if (ascii_is(f, "put", 3)) return 3;
+        if (ascii_is(f, "cas", 3)) return 4;
         break;
-    case 4: if (ascii_is(f, "read", 4)) return F_READ; break;
-    case 5: if (ascii_is(f, "write", 5)) return F_WRITE; break;
-    case 6: if (ascii_is(f, "append", 6)) return F_APPEND; break;
+    case 4: if (ascii_is(f, "read", 4)) return 0; break;
+    case 5: if (ascii_is(f, "write", 5)) return 2; break;
+    case 6: if (ascii_is(f, "append", 6)) return 5; break;
     }
-    return F_OTHER;
+    return -1;
 }
+
+static const int8_t FCODE[] = {F_READ, F_READ, F_WRITE, F_WRITE, F_CAS, F_APPEND};
 
 /* an event's type: -1 invoke, ST_* for completions, -2 unknown */
 static int type_of(PyObject *t) {
@@ -253,7 +257,7 @@ typedef struct {
 } Memo;
 
 static int memo_init(Memo *m, size_t want, size_t wd, size_t wi, size_t limit_bytes) {
-    size_t cap = 1024;
+    size_t cap = 64;  /* small keys are common: a big table would cost more to clear */
     while (cap < want * 2) cap <<= 1;
     m->slots = calloc(cap, sizeof(Slot));
     m->mask = cap - 1;
@@ -891,8 +895,9 @@ static PyObject *check(PyObject *self, PyObject *args) {
             Op *o = &ops[n_ops];
             memset(o, 0, sizeof(Op));
             o->f = f;
-            o->fcode = fcode_of(f);
-            if (o->fcode == F_OTHER) BAIL;
+            o->fname = (int8_t)fname_of(f);
+            if (o->fname < 0) BAIL;
+            o->fcode = FCODE[o->fname];
             o->key = key ? key : Py_None;
             o->value = value ? value : Py_None;
             o->output = Py_None;
@@ -932,7 +937,7 @@ static PyObject *check(PyObject *self, PyObject *args) {
             o = &ops[PyLong_AsLong(idx)];
             if (PyDict_DelItem(pending, proc) < 0) BAIL;
         }
-        if (o->f != f && !str_is(f, o->f)) BAIL;
+        if (o->f != f && fname_of(f) != o->fname) BAIL;  /* (a str subclass: -1, bails) */
         if (key != NULL && key != o->key) {
             int same = PyObject_RichCompareBool(key, o->key, Py_EQ);
             if (same != 1) BAIL;

@@ -179,33 +179,40 @@ func read(path string) ([]porcupine.Operation, error) {
 			o.in.failed = true
 			o.op.Return = pos
 			o.op.Output = output{}
-		default: // info: crashed
-			if o.in.kind == opRead {
+		default: // info
+			if !crash(o) {
 				continue
 			}
-			o.in.unknown = true
-			o.op.Return = infinity
-			o.op.Output = output{}
 		}
-		o.op.Input = o.in
-		o.op.Metadata = o.key
-		ops = append(ops, o.op)
+		ops = append(ops, o.done())
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
 	for _, o := range pending { // never completed: crashed
-		if o.in.kind == opRead {
-			continue
+		if crash(o) {
+			ops = append(ops, o.done())
 		}
-		o.in.unknown = true
-		o.op.Return = infinity
-		o.op.Output = output{}
-		o.op.Input = o.in
-		o.op.Metadata = o.key
-		ops = append(ops, o.op)
 	}
 	return ops, nil
+}
+
+// crash makes o a crashed op: it returns at infinity with an unknown outcome; false for a
+// read, which constrains nothing then and is dropped
+func crash(o *open) bool {
+	if o.in.kind == opRead {
+		return false
+	}
+	o.in.unknown = true
+	o.op.Return = infinity
+	o.op.Output = output{}
+	return true
+}
+
+func (o *open) done() porcupine.Operation {
+	o.op.Input = o.in
+	o.op.Metadata = o.key
+	return o.op
 }
 
 func byKey(history []porcupine.Operation) [][]porcupine.Operation {

@@ -1,6 +1,6 @@
 /* The register family's linearizability check in C: pairing, compiling, the stale-read
  * pre-check and the search of checkers/linearizability.py, for histories whose values are
- * scalars and whose models are register, cas-register and kv without appends.
+ * scalars and whose models are register, cas-register and kv (appends included).
  *
  * Why C: Python's floor is about 4 us per operation (pairing alone 0.9 us, measured), where
  * Porcupine's whole check takes 0.6-1 us; this file does the same work at 0.2-0.4 us.
@@ -12,10 +12,11 @@
  *   - the Python pre-check first: a read of a value nothing invoked before it returned could
  *     write, or of a value that a definite op replaced after every writer of it had returned;
  *   - then an exhaustive search with an exact memo (the bitset of linearized ops and the
- *     state), forced observers, identical crashed ops taken in order and no blind write right
- *     after a crashed op, all of which keep it complete (see linearizability.py); what it does
- *     not have is Python's subsumption of configurations that used more crashed ops, so a
- *     search that goes past its budget of configurations returns None and Python decides.
+ *     state) and Python's subsumption of configurations that used more crashed ops, forced
+ *     observers, identical crashed ops taken in order, no blind write right after a crashed
+ *     op and the grow-only pruning of appends, all of which keep it complete (see
+ *     linearizability.py); a search past its budget of configurations, time or memory
+ *     returns None and Python decides.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -46,12 +47,6 @@ typedef struct {
     int32_t a, b;
     int32_t local;     /* index among its key's definite ops, during a search */
 } Op;
-
-typedef struct {
-    int32_t n_ops;        /* kept ops of this key */
-    int32_t n_def, n_info;
-    int32_t first_op;     /* index into the group's list of kept ops (see below) */
-} Group;
 
 static PyObject *S_type, *S_process, *S_f, *S_key, *S_value, *S_compare_failed;
 static PyObject *S_nemesis, *S_invoke, *S_ok, *S_fail, *S_info;
@@ -463,8 +458,8 @@ static int impossible_read(Op *ops, int32_t *ks, int32_t n, int32_t init, int32_
 #define D_CLR(l) (cur[(l) >> 6] &= ~(1ULL << ((l) & 63)))
 #define I_SET(j) (cur[wd + (((j) + 1) >> 6)] |= 1ULL << (((j) + 1) & 63))
 #define I_CLR(j) (cur[wd + (((j) + 1) >> 6)] &= ~(1ULL << (((j) + 1) & 63)))
-#define USED(b) ((b) < n_def ? (cur[(b) >> 6] >> ((b) & 63) & 1) \
-                             : (cur[wd + (((b) - n_def + 1) >> 6)] >> (((b) - n_def + 1) & 63) & 1))
+#define I_USED(j) (cur[wd + (((j) + 1) >> 6)] >> (((j) + 1) & 63) & 1)
+#define USED(b) ((b) < n_def ? (cur[(b) >> 6] >> ((b) & 63) & 1) : I_USED((b) - n_def))
 #define SKIP_USED_SETTERS() \
     while (fu < n_set && USED(sbit[fu])) fu++
 
@@ -484,6 +479,12 @@ static int grown_past(Op *ops, int32_t *dops, Values *vt, int32_t *nx, int32_t *
         }
     }
     return 0;
+}
+
+/* What the op of a blocked return entry needs the state to hold (a read's value, a cas's
+ * from), -1 for anything else: the info ops that give it are tried first. */
+static inline int32_t needed(const Op *o) {
+    return (o->kind == READ || o->kind == CAS) ? o->a : -1;
 }
 
 /* 1 linearizable, 0 not linearizable, 3 past its budget of configurations, 2 undecided for
@@ -516,7 +517,6 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
     int32_t *same = malloc(((size_t)n_info + 1) * sizeof(int32_t));
     uint64_t *ckeys = calloc(2 * (size_t)n_info + 2, sizeof(uint64_t));
     int32_t *clast = malloc((2 * (size_t)n_info + 2) * sizeof(int32_t));
-    int8_t *iused = calloc((size_t)n_info + 1, 1);
     Frame *stack = malloc(((size_t)n + 1) * sizeof(Frame));
     int32_t *dops = malloc(((size_t)n_def + 1) * sizeof(int32_t));
     int32_t *ce = malloc(((size_t)n_def + 1) * sizeof(int32_t));
@@ -530,7 +530,7 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
         sbit = malloc(((size_t)n + 1) * sizeof(int32_t));
         rprefix = malloc(((size_t)n_def + 1) * sizeof(int32_t));
     }
-    if (!nx || !pv || !eop || !match || !epos || !z || !info || !iused || !stack || !dops ||
+    if (!nx || !pv || !eop || !match || !epos || !z || !info || !stack || !dops ||
         !ce || !same || !ckeys || !clast || !cur || (grow_only && (!srank || !sbit || !rprefix)) ||
         !memo_init(&memo, (size_t)n + 16, wd, wi, memory))
         goto done;
@@ -649,7 +649,6 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
                 int fresh = memo_visit(&memo, conf_key(nh, ns), ns, cur);
                 if (fresh == -2) { result = 2; goto done; }
                 if (fresh < 0) goto done;
-                if (!fresh) D_CLR(bit);
                 if (fresh) {
                     stack[sp].e = e;
                     stack[sp].s = s;
@@ -663,15 +662,17 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
                     p = pv[e]; nq = nx[e]; nx[p] = nq; pv[nq] = p;
                     p = pv[r]; nq = nx[r]; nx[p] = nq; pv[nq] = p;
                     pushed = 1;
-                } else if (!forced) {
-                    e = nx[e];
-                    continue;
+                } else {
+                    D_CLR(bit);
+                    if (!forced) {
+                        e = nx[e];
+                        continue;
+                    }
                 }
                 /* else: a forced step into an explored configuration: back off */
             } else {
                 frontier = epos[e];
-                Op *blocked = &ops[dops[eop[e]]];
-                need = (blocked->kind == READ || blocked->kind == CAS) ? blocked->a : -1;
+                need = needed(&ops[dops[eop[e]]]);
                 ic = 0;
                 pass = need >= 0 ? 0 : 1;
             }
@@ -683,7 +684,7 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
                     break;
                 }
                 Op *o = &ops[info[ic]];
-                if (!iused[ic] && (same[ic] < 0 || iused[same[ic]]) &&
+                if (!I_USED(ic) && (same[ic] < 0 || I_USED(same[ic])) &&
                     !(o->kind == WRITE && sp > 0 && stack[sp - 1].e < 0)) {
                     int32_t ns;
                     if (o->kind == WRITE) {
@@ -695,11 +696,10 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
                         ns = s == o->a ? o->b : s;
                     }
                     if (ns != s && ((pass == 0) == (ns == need))) {
-                        uint64_t nh = h;  /* the hash covers the definite ops only */
-                        int32_t bit = n_def + ic;
+                        /* the hash covers the definite ops only: h stays */
                         I_SET(ic);
                         cur[wd] |= 1;
-                        int fresh = memo_visit(&memo, conf_key(nh, ns), ns, cur);
+                        int fresh = memo_visit(&memo, conf_key(h, ns), ns, cur);
                         cur[wd] &= ~1ULL;
                         if (fresh == -2) { result = 2; goto done; }
                         if (fresh < 0) goto done;
@@ -710,10 +710,8 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
                             stack[sp].forced = 0;
                             stack[sp].pass = (int8_t)pass;
                             sp++;
-                            iused[ic] = 1;
                             s = ns;
-                            h = nh;
-                            if (grow_only && srank[bit] == fu) SKIP_USED_SETTERS();
+                            if (grow_only && srank[n_def + ic] == fu) SKIP_USED_SETTERS();
                             pushed = 1;
                             break;
                         }
@@ -747,7 +745,6 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
             s = fr->s;
             if (fr->e < 0) {
                 int32_t j = -1 - fr->e;
-                iused[j] = 0;
                 I_CLR(j);
                 if (grow_only && srank[n_def + j] >= 0 && srank[n_def + j] < fu)
                     fu = srank[n_def + j];
@@ -756,8 +753,7 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
                 int32_t f = nx[0];
                 while (match[f] > 0) f = nx[f];
                 frontier = epos[f];
-                Op *blocked = &ops[dops[eop[f]]];
-                need = (blocked->kind == READ || blocked->kind == CAS) ? blocked->a : -1;
+                need = needed(&ops[dops[eop[f]]]);
                 break;
             }
             int32_t fe = fr->e, r = match[fe];
@@ -775,21 +771,17 @@ static int search(Op *ops, int32_t *ks, int32_t n, int32_t *ents, int32_t n_ent,
                 break;
             }
         }
-        if (ic >= 0) {
-            /* resume the frontier scan of the parent configuration (after the info op) */
-            continue;
-        }
+        /* on: with ic >= 0, the frontier scan of the parent configuration resumes after the
+         * info op just undone */
     }
 done:
     *configs += count;
     free(nx); free(pv); free(eop); free(match); free(epos); free(z); free(info);
-    free(iused); free(stack); free(dops); free(ce); free(same); free(ckeys); free(clast);
+    free(stack); free(dops); free(ce); free(same); free(ckeys); free(clast);
     free(memo.slots); free(memo.arena); free(memo.nodes); free(cur);
     free(am.keys); free(am.vals); free(srank); free(sbit); free(rprefix);
     return result;
 }
-
-static PyObject *Fallback(void) { Py_RETURN_NONE; }
 
 /* check(events, validated, cas, append, initial, knossos, deadline, budget_per_op, memory)
  * -> None (the Python checker decides) or
@@ -824,7 +816,7 @@ static PyObject *check(PyObject *self, PyObject *args) {
     }
     int32_t n_ops = 0;
     long n_ok = 0, n_fail = 0, n_info = 0;
-#define BAIL do { PyErr_Clear(); ret = Fallback(); goto out; } while (0)
+#define BAIL do { PyErr_Clear(); ret = Py_NewRef(Py_None); goto out; } while (0)
     for (Py_ssize_t pos = 0; pos < n_ev; pos++) {
         PyObject *ev = PyList_GET_ITEM(events, pos);
         if (!PyDict_Check(ev)) BAIL;
@@ -866,7 +858,7 @@ static PyObject *check(PyObject *self, PyObject *args) {
             if (overflow || pnum < 0 || pnum >= MAX_ARRAY_PROCESS) pnum = -1;
         } else if (PyUnicode_Check(proc)) {
             if (str_is(proc, S_nemesis)) continue;
-        } else if (!PyLong_CheckExact(proc)) {
+        } else {
             BAIL;  /* a bool or float would equal an int process: Python's dict decides */
         }
         if (pnum >= 0 && pnum >= n_slots) {
@@ -1015,10 +1007,8 @@ static PyObject *check(PyObject *self, PyObject *args) {
             (uses_b && vb != Py_None && !PyUnicode_Check(vb)))
             BAIL;
     }
-    for (int32_t g = 0; g < n_groups; g++) {
-        PyObject *vi = PyList_GET_ITEM(vals, init);
-        if (gappend[g] && vi != Py_None && !PyUnicode_Check(vi)) BAIL;
-    }
+    PyObject *vi = PyList_GET_ITEM(vals, init);
+    if (vi != Py_None && !PyUnicode_Check(vi) && memchr(gappend, 1, (size_t)n_groups)) BAIL;
     /* the kept ops of each key, in invocation order */
     gstart = malloc(((size_t)n_groups + 1) * sizeof(int32_t));
     fill = malloc(((size_t)n_groups + 1) * sizeof(int32_t));
@@ -1129,8 +1119,7 @@ out:
 static PyMethodDef methods[] = {
     {"check", check, METH_VARARGS,
      "check(events, validated, cas, append, initial, knossos, deadline, budget_per_op, memory): "
-     "the "
-     "register family's verdict, or None when the Python checker must decide"},
+     "the register family's verdict, or None when the Python checker must decide"},
     {NULL, NULL, 0, NULL},
 };
 

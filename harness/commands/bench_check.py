@@ -178,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
     expected: dict[Path, dict[str, bool]] = {}
     groups: dict[str, list[dict[str, Any]]] = {}
     timed: list[tuple[Path, dict[str, Any]]] = []
+    read_as: dict[Path, str] = {}  # each file's format, for --against
     mismatches = compared = unknowns = 0
     # The checker's modules load on first use: pay that before the first file is timed.
     linearizability.check([], models.get("cas-register", None), time_limit=1.0, explain=False)
@@ -233,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
         group = rel.split("/")[0] if "/" in rel else root.name
         groups.setdefault(group, []).append(row)
         timed.append((path, row))
+        read_as[path] = hist.format
         if args.json:
             print(json.dumps(row), flush=True)
         elif not args.quiet:
@@ -287,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
                   "under a folder named good or bad")
     status = 1 if mismatches else 2 if unknowns else 0
     if args.against:
-        against = _run_against(args.against, timed, args.json, args.format)
+        against = _run_against(args.against, timed, args.json, args.format, read_as)
         if against:
             return against
     return status
@@ -320,7 +322,7 @@ def _write_generated(out: Path, sizes: list[int], seed: int) -> None:
 
 
 def _run_against(cmd: str, timed: list[tuple[Path, dict[str, Any]]], as_json: bool,
-                 fmt: str | None) -> int:
+                 fmt: str | None, read_as: dict[Path, str]) -> int:
     """Run the other checker on the same files; print both times. 3 when it cannot run.
     A file that is not JSONL is given to it as the JSONL our reader makes of it."""
     import shlex
@@ -332,13 +334,12 @@ def _run_against(cmd: str, timed: list[tuple[Path, dict[str, Any]]], as_json: bo
     with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
         given: dict[str, Path] = {}  # what the other checker is given -> the file timed
         for n, (path, _) in enumerate(timed):
-            hist = formats.read(path, fmt)
-            if hist.format == "jsonl":
+            if read_as[path] == "jsonl":
                 given[str(path)] = path
                 continue
             copy = Path(tmp) / f"{n:05d}-{path.stem}.jsonl"
             with copy.open("w", encoding="utf-8") as fh:
-                formats.write_jsonl(hist.ops, fh)
+                formats.write_jsonl(formats.read(path, fmt).ops, fh)
             given[str(copy)] = path
         argv = shlex.split(cmd) + list(given)
         try:

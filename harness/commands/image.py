@@ -143,13 +143,14 @@ class BuildProgress:
         return Text(f"{self.stage}{step} ({time.monotonic() - self.start:.0f} s): {line[:100]}")
 
     def line(self, line: str) -> None:
+        line = line.strip()
         # docker's "Step 3/7 : RUN ..." is soon followed by that step's own output; kept as
         # part of the line so where the build is stays visible between refreshes
-        step = re.match(r"Step (\d+/\d+) :", line.strip())
+        step = re.match(r"Step (\d+/\d+) :", line)
         if step:
             self.step = f"step {step.group(1)}"
-        if self.status is not None and line.strip():
-            self.status.update(self._text(line.strip()))
+        if self.status is not None and line:
+            self.status.update(self._text(line))
 
     def __exit__(self, *exc: object) -> None:
         if self.status is not None:

@@ -9,6 +9,8 @@ ops that overlap it in real time, or were pending then, are the ones involved.
 from __future__ import annotations
 
 import html
+import json
+from collections.abc import Callable
 from typing import Any
 
 import jinja2
@@ -113,7 +115,9 @@ def explain_failure(
         failure["missed"] = op_json(outcome.stale[1])
         if outcome.stale[0] >= 0:
             failure["read_from"] = op_json(outcome.stale[0])
-    failure["timeline"] = _timeline(c, fi, prefix, concurrent, pending, group, marked)
+    states = {c.ops[i].id: st for i, st in prefix_rows}
+    failure["timeline"] = _timeline(c, fi, prefix, concurrent, pending, group, marked,
+                                    lambda op_id: c.decode(states[op_id]))
     return failure
 
 
@@ -138,9 +142,12 @@ def _timeline(
     pending: list[int],
     group: list[Operation],
     marked: dict[int, str] | None = None,
+    state_after: Callable[[int], Any] | None = None,
 ) -> dict[str, Any]:
     """The ops around the failure, with a role each, for the HTML view (`marked`: roles of
-    their own, such as the write a stale read read from and the one it missed)."""
+    their own, such as the write a stale read read from and the one it missed); a prefix op
+    carries its place in the linearization and, from `state_after(op id)`, the state it left,
+    so the page can step through the partial linearization."""
     fop = c.ops[fi]
     role: dict[int, str] = {}
     order: dict[int, int] = {}
@@ -175,6 +182,8 @@ def _timeline(
         d["label"] = op.describe(with_key=False).split(" ", 1)[-1]  # the row names the process
         if op.id in order:
             d["linearized"] = order[op.id]  # its place in the prefix's order
+            if state_after is not None:
+                d["state_after"] = state_after(op.id)
         rows.append(d)
     return {"from": lo, "to": f_ret, "ops": rows}
 
@@ -212,6 +221,10 @@ svg rect.op:hover { stroke: #000; stroke-width: 2; }
 code { background: #f6f6f6; padding: 0 3px; }
 #evidence tr.row-1 th, #evidence tr.row-1 td { background: #fde2e1; }
 .fault { background: #e8eef7; padding: 0 .3em; border-radius: 3px; }
+#stepper { margin: .4em 0; } #stepper button { font: inherit; margin-right: .2em; }
+#step-text { margin-left: .6em; }
+svg rect.op.future { opacity: .25; }
+svg rect.op.current { stroke: #000; stroke-width: 2.5; }
 </style></head><body>
 <h1>{{ title }}</h1>
 <p class="verdict {{ verdict_class }}"><b>{{ verdict_text }}</b>
@@ -247,6 +260,15 @@ linearized</span>{% if f.read_from %}<span class="source">wrote the value read</
 not involved</span><span class="ignored">did not happen / no output</span>
 The shaded band is the failing op's interval; x is the position in the history; an op without an
 end (info) may take effect any time after its start.</p>
+{% if steps %}
+<div id="stepper" hidden><b>Step through the linearization:</b>
+<button id="step-first" title="first step (Home)">&laquo; first</button><button id="step-prev"
+title="previous step (&larr;)">&#x25C0; previous</button><button id="step-next"
+title="next step (&rarr;)">next &#x25B6;</button><button id="step-last"
+title="last step (End)">last &raquo;</button>
+<span id="step-text" aria-live="polite"></span></div>
+<script type="application/json" id="steps-data">{{ steps }}</script>
+{% endif %}
 <div class="scroll">{{ svg }}</div>
 <h2>The op that cannot be linearized</h2>
 <p><code>{{ f.op.text }}</code>
@@ -279,6 +301,48 @@ the state is <code>{{ f.state|show }}</code>.</p>
 {% endfor %}</table>
 {% endif %}
 {% endif %}
+{% if steps %}
+<script>
+(function () {
+  "use strict";
+  var data = JSON.parse(document.getElementById("steps-data").textContent);
+  var steps = data.steps, rects = {};
+  document.querySelectorAll(".scroll svg rect.op[data-op]").forEach(function (r) {
+    rects[r.getAttribute("data-op")] = r;
+  });
+  var text = document.getElementById("step-text"), at = steps.length - 1;
+  function show(k) {
+    at = Math.max(0, Math.min(steps.length - 1, k));
+    steps.forEach(function (s, j) {
+      var r = rects[String(s.op)];
+      if (!r) return;
+      r.classList.toggle("current", j === at);
+      r.classList.toggle("future", j > at);
+    });
+    var s = steps[at], where = "step " + (at + 1) + " of " + steps.length + ": ";
+    text.textContent = s.failing
+      ? where + s.text + " cannot be linearized next: it needs " + s.need
+        + ", and the state is " + s.state
+      : where + "#" + s.n + " of the " + data.total + " ops linearized: " + s.text
+        + ", after which the state is " + s.state;
+    var r = rects[String(s.op)];
+    if (r && r.scrollIntoView) r.scrollIntoView({block: "nearest", inline: "center"});
+  }
+  function go(k) { return function () { show(k()); }; }
+  document.getElementById("step-first").onclick = go(function () { return 0; });
+  document.getElementById("step-prev").onclick = go(function () { return at - 1; });
+  document.getElementById("step-next").onclick = go(function () { return at + 1; });
+  document.getElementById("step-last").onclick = go(function () { return steps.length - 1; });
+  document.addEventListener("keydown", function (e) {
+    var k = {ArrowLeft: at - 1, ArrowRight: at + 1, Home: 0, End: steps.length - 1}[e.key];
+    if (k !== undefined) { show(k); e.preventDefault(); }
+  });
+  var m = /step=(\\d+)/.exec(location.hash);
+  document.getElementById("stepper").hidden = false;
+  show(m ? parseInt(m[1], 10) - 1 : steps.length - 1);
+})();
+</script>
+{% endif %}
 </body></html>
 """
 )
@@ -303,7 +367,9 @@ def _svg(timeline: dict[str, Any], nodes: dict[int, str] | None = None) -> str:
     # fit about 1150 px (a laptop window) unless that squeezes an event below 4 px
     unit = max(4.0, min(40.0, 1150.0 / span))
     left, top, rh = 70, 24, 26
-    width = int(left + span * unit + 20)
+    # at least a laptop window wide: the scroll box is right-to-left, a narrower drawing
+    # would hang off its right edge
+    width = max(1240, int(left + span * unit + 20))
     height = top + rh * len(procs) + 10
 
     def x(pos: float) -> float:
@@ -353,10 +419,12 @@ def _svg(timeline: dict[str, Any], nodes: dict[int, str] | None = None) -> str:
             tip += html.escape(f", served by {node}")
         dash = ' stroke-dasharray="4 3"' if open_ended else ""
         parts.append(
-            f'<rect class="op {o["role"]}" x="{x(a):.1f}" y="{y}" width="{w:.1f}" '
-            f'height="{rh - 6}" rx="3"{dash}><title>{tip}</title></rect>'
+            f'<rect class="op {o["role"]}" data-op="{o["invoke_index"]}" x="{x(a):.1f}" '
+            f'y="{y}" width="{w:.1f}" height="{rh - 6}" rx="3"{dash}><title>{tip}</title></rect>'
         )
         label = o.get("label") or o["text"].split(" ", 1)[-1]
+        if o.get("linearized") is not None:
+            label = f"#{o['linearized']} {label}"
         if node and o["role"] in ("failing", "missed", "source"):
             label += f" on {node}"
         space = max(w, room.get(id(o), w))
@@ -371,7 +439,8 @@ def _svg(timeline: dict[str, Any], nodes: dict[int, str] | None = None) -> str:
 
 def render_html(result: dict[str, Any], title: str = "Linearizability check",
                 context: dict[str, Any] | None = None) -> str:
-    """A self-contained page (inline CSS and SVG, no scripts or external resources).
+    """A self-contained page (inline CSS, SVG and a small script that steps through the
+    partial linearization; no external resources; without scripts it loses only the stepper).
 
     `context`, from whoever ran the history, places the failure in the run: `rows` (the ops
     that matter, each with role, text, process, node, start_s, end_s, latency_ms, href),
@@ -384,7 +453,9 @@ def render_html(result: dict[str, Any], title: str = "Linearizability check",
     )
     f = result.get("failure")
     svg = _svg(f["timeline"], (context or {}).get("nodes") or {}) if f else ""
+    steps = _steps_json(f) if f and f.get("timeline") else None
     return _TEMPLATE.render(
+        steps=markupsafe.Markup(steps) if steps else None,
         ctx=context,
         title=title,
         result=result,
@@ -394,3 +465,19 @@ def render_html(result: dict[str, Any], title: str = "Linearizability check",
         verdict_text=verdict_text,
         svg=markupsafe.Markup(svg),
     )
+
+
+def _steps_json(f: dict[str, Any]) -> str | None:
+    """The partial linearization as steps for the page's stepper: each prefix op drawn on the
+    timeline, in linearization order, with the state it left, then the op that cannot be
+    linearized; None when nothing was linearized (a refutation found before any search)."""
+    ops = [o for o in f["timeline"]["ops"] if o.get("linearized") is not None]
+    if not ops:
+        return None
+    ops.sort(key=lambda o: o["linearized"])
+    steps = [{"op": o["invoke_index"], "n": o["linearized"], "text": o["text"],
+              "state": _state_text(o.get("state_after"))} for o in ops]
+    steps.append({"op": f["op"]["invoke_index"], "failing": True, "text": f["op"]["text"],
+                  "need": f["requires"], "state": _state_text(f["state"])})
+    # no "<" inside a <script> element, where "</script" or "<!--" would end or change it
+    return json.dumps({"steps": steps, "total": f["prefix_length"]}).replace("<", "\\u003c")

@@ -44,8 +44,19 @@ def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     comparison of more than the fast path."""
     ca = ((a.get("results") or {}).get("run") or {}) | (a.get("config") or {})
     cb = ((b.get("results") or {}).get("run") or {}) | (b.get("config") or {})
-    return [f"{key} {ca.get(key, '-')} / {cb.get(key, '-')}" for key in COMPARED_SETTINGS
-            if ca.get(key) != cb.get(key)]
+    return [f"{key.replace('_', ' ')} {_setting(ca.get(key))} / {_setting(cb.get(key))}"
+            for key in COMPARED_SETTINGS if ca.get(key) != cb.get(key)]
+
+
+def _setting(v: Any) -> str:
+    """A setting as a person writes it: lists comma-separated, nothing as "none"."""
+    if v is None:
+        return "-"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_setting(x) for x in v) or "none"
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={_setting(x)}" for k, x in v.items()) or "none"
+    return str(v)
 
 
 def load_run(run_dir: Path) -> dict[str, Any]:

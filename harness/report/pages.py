@@ -570,7 +570,10 @@ def write_timeline(run_dir: Path, history: list[dict], ops: list[Op],
             parts.append(f"client {o.client} seq {o.seq}")
         if o.node is not None:
             parts.append(f"node {o.node}")
-        label_value = short(o.output if o.f == "read" and o.status == "ok" else o.value, 24)
+        label_value = (f"{short(o.value[0], 11)} -> {short(o.value[1], 11)}"
+                       if o.f == "cas" and isinstance(o.value, list) and len(o.value) == 2
+                       else short(o.output if o.f == "read" and o.status == "ok" else o.value,
+                                  24))
         is_failing = o.invoke_index == failing_index
         boxes.append({
             "id": timeline_anchor(o.invoke_index),

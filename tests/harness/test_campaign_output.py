@@ -74,6 +74,10 @@ def test_compare_names_what_differs_beyond_timing() -> None:
     b = {"config": {"seed": 2, "nemesis": "kill", "backend": "docker", "bugs": []}}
     assert differences(a, b) == ["backend local / docker", "seed 1 / 2"]
     assert differences(a, a) == []
+    c = {"config": {"seed": 1, "nemesis": "kill", "backend": "local",
+                    "bugs": ["small-quorum", "no-dedup"], "time_limit": 8.0}}
+    # settings as a person writes them, not Python's lists
+    assert differences(a, c) == ["bugs none / small-quorum, no-dedup", "time limit - / 8.0"]
 
 
 def test_the_terminal_table_names_verdicts_in_words_and_cuts_no_label(capsys) -> None:

@@ -31,9 +31,15 @@ RAN_ERRORS = ("precondition-failed", "key-does-not-exist")
 MAX_LISTED = 20
 
 
-def _value(v: Any) -> str:
-    """A value as JSON writes it (`[1, 2]`, `"a"`, `null`), never as Python's repr."""
-    return canonical(v)
+def _update_text(o: Op) -> str:
+    """An update as a person reads it: `cas k8 0 -> 3 by c1 seq 7`, `write k2 = 4 by c0 seq 3`
+    (values as JSON writes them, never as Python's repr)."""
+    v = o.value
+    if o.f == "cas" and isinstance(v, (list, tuple)) and len(v) == 2:
+        what = f"{canonical(v[0])} -> {canonical(v[1])}"
+    else:
+        what = f"= {canonical(v)}" if o.f == "write" else canonical(v)
+    return f"{o.f} {o.key} {what} by {o.client} seq {o.seq}"
 
 
 def _matches(op: Op, cmd: dict) -> bool:
@@ -175,8 +181,7 @@ def check(history: list[dict], logs: dict[str, dict | None]) -> dict[str, Any]:
     if failed_applied:
         o = failed_applied[0]
         problems.append(f"{len(failed_applied)} update(s) reported failed (did not happen) are "
-                        f"in the chosen log; first {o.f} {o.key} {_value(o.value)} by {o.client} "
-                        f"seq {o.seq}")
+                        f"in the chosen log; first {_update_text(o)}")
     if unexpected:
         u = unexpected[0]
         problems.append(f"{len(unexpected)} chosen command(s) no client invoked; first in slot "
@@ -188,7 +193,7 @@ def check(history: list[dict], logs: dict[str, dict | None]) -> dict[str, Any]:
     if lost and complete:
         o = lost[0]
         problems.append(f"{len(lost)} acknowledged update(s) are in no slot of the chosen log; "
-                        f"first {o.f} {o.key} {_value(o.value)} by {o.client} seq {o.seq}")
+                        f"first {_update_text(o)}")
     if problems:
         result["valid"] = False
         result["reason"] = "; ".join(problems)

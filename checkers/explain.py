@@ -327,6 +327,7 @@ the state is <code>{{ f.state|show }}</code>.</p>
         + ", after which the state is " + s.state;
     var r = rects[String(s.op)];
     if (r && r.scrollIntoView) r.scrollIntoView({block: "nearest", inline: "center"});
+    if (history.replaceState) history.replaceState(null, "", "#step=" + (s.failing ? "fail" : s.n));
   }
   function go(k) { return function () { show(k()); }; }
   document.getElementById("step-first").onclick = go(function () { return 0; });
@@ -337,9 +338,12 @@ the state is <code>{{ f.state|show }}</code>.</p>
     var k = {ArrowLeft: at - 1, ArrowRight: at + 1, Home: 0, End: steps.length - 1}[e.key];
     if (k !== undefined) { show(k); e.preventDefault(); }
   });
-  var m = /step=(\\d+)/.exec(location.hash);
+  // #step=N opens at op #N of the linearization (as numbered on the boxes), #step=fail at
+  // the op that cannot be linearized
+  var m = /step=(\\d+)/.exec(location.hash), start = steps.length - 1;
+  if (m) steps.forEach(function (s, j) { if (s.n === parseInt(m[1], 10)) start = j; });
   document.getElementById("stepper").hidden = false;
-  show(m ? parseInt(m[1], 10) - 1 : steps.length - 1);
+  show(start);
 })();
 </script>
 {% endif %}

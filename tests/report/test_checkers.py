@@ -177,6 +177,7 @@ def test_exactly_once_catches_a_lost_acknowledged_write() -> None:
     r = exactly_once.check(writes_history(), {"n1": log, "n2": log})
     assert r["valid"] is False
     assert r["lost_count"] == 1 and r["lost"][0]["client"] == "c1"
+    assert r["reason"].endswith("first write k = 2 by c1 seq 1"), r["reason"]
 
 
 def test_exactly_once_lost_with_incomplete_logs_is_unknown() -> None:

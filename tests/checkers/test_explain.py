@@ -54,19 +54,6 @@ def test_the_steps_replay_the_prefix_in_order_and_end_at_the_failing_op() -> Non
     assert last["op"] == result["failure"]["op"]["invoke_index"]
 
 
-def test_a_refutation_without_a_search_has_no_steps() -> None:
-    ops = [
-        {"process": 0, "type": "invoke", "f": "write", "value": 1},
-        {"process": 0, "type": "ok", "f": "write", "value": 1},
-        {"process": 1, "type": "invoke", "f": "write", "value": 2},
-        {"process": 1, "type": "ok", "f": "write", "value": 2},
-        {"process": 2, "type": "invoke", "f": "read", "value": None},
-        {"process": 2, "type": "ok", "f": "read", "value": 1},
-    ]
-    page = render_html(linearizability.check(ops, "cas-register"))
-    assert 'id="stepper"' not in page and "<script" not in page
-
-
 def test_a_value_that_could_end_the_script_stays_inside_it() -> None:
     result = _search_found_failure()
     for o in result["failure"]["timeline"]["ops"]:

@@ -417,3 +417,4 @@ def test_the_stale_reads_page_shows_the_write_it_read_and_the_one_it_missed():
     assert ">write(1)</text>" in page and ">write(2)</text>" in page  # labelled, not slivers
     assert "a stale read" in page and "None: no other op" in page
     assert "longest linearizable prefix found" not in page  # no search was needed
+    assert 'id="stepper"' not in page and "<script" not in page  # nothing linearized to step

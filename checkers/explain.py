@@ -183,7 +183,10 @@ def _timeline(
         if op.id in order:
             d["linearized"] = order[op.id]  # its place in the prefix's order
             if state_after is not None:
-                d["state_after"] = state_after(op.id)
+                # as text, bounded: an append model's state can be a long list, and this is
+                # kept for up to _WINDOW ops in results.json
+                text = _state_text(state_after(op.id))
+                d["state_after_text"] = text if len(text) <= 200 else text[:197] + "..."
         rows.append(d)
     return {"from": lo, "to": f_ret, "ops": rows}
 
@@ -480,7 +483,7 @@ def _steps_json(f: dict[str, Any]) -> str | None:
         return None
     ops.sort(key=lambda o: o["linearized"])
     steps = [{"op": o["invoke_index"], "n": o["linearized"], "text": o["text"],
-              "state": _state_text(o.get("state_after"))} for o in ops]
+              "state": o.get("state_after_text", "?")} for o in ops]
     steps.append({"op": f["op"]["invoke_index"], "failing": True, "text": f["op"]["text"],
                   "need": f["requires"], "state": _state_text(f["state"])})
     # no "<" inside a <script> element, where "</script" or "<!--" would end or change it

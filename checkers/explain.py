@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable
 from typing import Any
 
 import jinja2
@@ -116,8 +115,7 @@ def explain_failure(
         if outcome.stale[0] >= 0:
             failure["read_from"] = op_json(outcome.stale[0])
     states = {c.ops[i].id: st for i, st in prefix_rows}
-    failure["timeline"] = _timeline(c, fi, prefix, concurrent, pending, group, marked,
-                                    lambda op_id: c.decode(states[op_id]))
+    failure["timeline"] = _timeline(c, fi, prefix, concurrent, pending, group, marked, states)
     return failure
 
 
@@ -142,12 +140,12 @@ def _timeline(
     pending: list[int],
     group: list[Operation],
     marked: dict[int, str] | None = None,
-    state_after: Callable[[int], Any] | None = None,
+    states: dict[int, Any] | None = None,
 ) -> dict[str, Any]:
     """The ops around the failure, with a role each, for the HTML view (`marked`: roles of
     their own, such as the write a stale read read from and the one it missed); a prefix op
-    carries its place in the linearization and, from `state_after(op id)`, the state it left,
-    so the page can step through the partial linearization."""
+    carries its place in the linearization and, from `states` (op id to the model's state
+    after it), the state it left, so the page can step through the partial linearization."""
     fop = c.ops[fi]
     role: dict[int, str] = {}
     order: dict[int, int] = {}
@@ -182,10 +180,10 @@ def _timeline(
         d["label"] = op.describe(with_key=False).split(" ", 1)[-1]  # the row names the process
         if op.id in order:
             d["linearized"] = order[op.id]  # its place in the prefix's order
-            if state_after is not None:
+            if states is not None:
                 # as text, bounded: an append model's state can be a long list, and this is
                 # kept for up to _WINDOW ops in results.json
-                text = _state_text(state_after(op.id))
+                text = _state_text(c.decode(states[op.id]))
                 d["state_after_text"] = text if len(text) <= 200 else text[:197] + "..."
         rows.append(d)
     return {"from": lo, "to": f_ret, "ops": rows}

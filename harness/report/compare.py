@@ -52,10 +52,8 @@ def _setting(v: Any) -> str:
     """A setting as a person writes it: lists comma-separated, nothing as "none"."""
     if v is None:
         return "-"
-    if isinstance(v, (list, tuple)):
+    if isinstance(v, list):
         return ", ".join(_setting(x) for x in v) or "none"
-    if isinstance(v, dict):
-        return ", ".join(f"{k}={_setting(x)}" for k, x in v.items()) or "none"
     return str(v)
 
 

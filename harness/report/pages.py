@@ -543,6 +543,13 @@ TIMELINE_ROW_PX = 7
 TIMELINE_COL_PX = 150
 
 
+def _box_value(o: Op) -> str:
+    """What a timeline box shows of its op's value: a cas as `3 -> 2`, an ok read what it read."""
+    if o.f == "cas" and isinstance(o.value, list) and len(o.value) == 2:
+        return f"{short(o.value[0], 11)} -> {short(o.value[1], 11)}"
+    return short(o.output if o.f == "read" and o.status == "ok" else o.value, 24)
+
+
 def write_timeline(run_dir: Path, history: list[dict], ops: list[Op],
                    results: dict[str, Any], failing: dict[str, Any] | None = None) -> Path:
     """timeline.html: one column per process, ops as boxes from invocation to completion, in
@@ -570,10 +577,7 @@ def write_timeline(run_dir: Path, history: list[dict], ops: list[Op],
             parts.append(f"client {o.client} seq {o.seq}")
         if o.node is not None:
             parts.append(f"node {o.node}")
-        label_value = (f"{short(o.value[0], 11)} -> {short(o.value[1], 11)}"
-                       if o.f == "cas" and isinstance(o.value, list) and len(o.value) == 2
-                       else short(o.output if o.f == "read" and o.status == "ok" else o.value,
-                                  24))
+        label_value = _box_value(o)
         is_failing = o.invoke_index == failing_index
         boxes.append({
             "id": timeline_anchor(o.invoke_index),
